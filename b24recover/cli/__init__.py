@@ -1,0 +1,1 @@
+"""Argument parsing, secret input and rendering; one service call per command."""

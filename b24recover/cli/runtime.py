@@ -1,0 +1,122 @@
+"""What every command shares: error handling, the service context, reading secrets."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from dataclasses import dataclass
+
+import typer
+
+from ..errors import B24Error, ExitCode
+from . import render
+
+
+@dataclass
+class Globals:
+    db: str
+    config: str | None
+    actor: str | None
+    clock: object = None  # tests inject a FixedClock here
+
+
+def handle_errors(fn):
+    """Turn domain errors into their exit codes and one clear message; never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        as_json = bool(kwargs.get("as_json"))
+        try:
+            return fn(*args, **kwargs)
+        except B24Error as exc:
+            render.error(exc, as_json)
+            raise typer.Exit(int(exc.exit_code)) from None
+        except KeyboardInterrupt:
+            render.info("interrupted")
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except BrokenPipeError:
+            raise typer.Exit(0) from None
+        except Exception as exc:
+            if os.environ.get("B24RECOVER_DEBUG") == "1":
+                raise
+            render.info(f"unexpected error ({type(exc).__name__}): {exc}; "
+                        "rerun with B24RECOVER_DEBUG=1 and report it")
+            raise typer.Exit(int(ExitCode.BUG)) from None
+
+    return wrapper
+
+
+def service_ctx(tctx: typer.Context, *, store: bool = True):
+    """Load settings and open the store named by the global options."""
+    from ..clock import SystemClock
+    from ..config import default_actor, load_settings
+    from ..services.context import Ctx
+    from ..store.db import open_store
+
+    g: Globals = tctx.find_root().obj
+    settings = load_settings(g.config, g.db)
+    opened = open_store(settings.db_path) if store else None
+    if opened is not None:
+        tctx.find_root().call_on_close(opened.close)
+    return Ctx(store=opened, settings=settings, clock=g.clock or SystemClock(),
+               actor=default_actor(settings, g.actor))
+
+
+# ---- secrets -------------------------------------------------------------------------------
+
+MAX_SECRET_LINE = 4096
+
+
+class SecretInput:
+    """Secrets come from stdin lines, a named environment variable, or a hidden prompt; never argv."""
+
+    def __init__(self, *, stdin: bool = False, env: str | None = None, as_json: bool = False):
+        self.stdin = stdin
+        self.env = env
+        self.as_json = as_json
+        self._lines: list[str] | None = None
+
+    def _stdin_lines(self) -> list[str]:
+        if self._lines is None:
+            data = sys.stdin.buffer.read(MAX_SECRET_LINE * 4 + 1) if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+            if len(data) > MAX_SECRET_LINE * 4:
+                raise B24Error("invalid_input", "standard input is too long for a secret")
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise B24Error("invalid_input", "standard input is not valid UTF-8") from None
+            self._lines = [line.removesuffix("\r") for line in text.split("\n")]
+        return self._lines
+
+    def line(self, index: int, what: str) -> str:
+        lines = self._stdin_lines()
+        if index >= len(lines) or (lines[index] == "" and index == len(lines) - 1):
+            raise B24Error("input_required", f"{what} was expected on line {index + 1} of standard input")
+        value = lines[index]
+        if len(value) > MAX_SECRET_LINE:
+            raise B24Error("invalid_input", f"{what} is too long")
+        return value
+
+    def from_env(self, what: str) -> str:
+        value = os.environ.get(self.env or "")
+        if value is None:
+            raise B24Error("input_required", f"the environment variable {self.env} holding {what} is not set")
+        return value
+
+    def can_prompt(self) -> bool:
+        return not self.as_json and sys.stdin is not None and sys.stdin.isatty()
+
+    def prompt(self, text: str) -> str:
+        if not self.can_prompt():
+            raise B24Error("input_required", f"{text} is needed and there is no terminal to ask on")
+        return typer.prompt(text, hide_input=True, default="", show_default=False)
+
+    def prompt_new_password(self) -> str:
+        first = self.prompt("New password")
+        second = self.prompt("Repeat the new password")
+        if first != second:
+            raise B24Error("password_mismatch", "the two passwords differ")
+        return first

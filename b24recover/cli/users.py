@@ -1,0 +1,186 @@
+"""`user ...`: accounts."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from . import render
+from .runtime import SecretInput, handle_errors, service_ctx
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None)
+
+JSON = typer.Option(False, "--json", help="Print JSON.")
+
+
+def read_new_password(secrets: SecretInput) -> str:
+    if secrets.stdin:
+        return secrets.line(0, "the new password")
+    if secrets.env:
+        return secrets.from_env("the new password")
+    return secrets.prompt_new_password()
+
+
+@app.command("add")
+@handle_errors
+def add(
+    ctx: typer.Context,
+    login: str = typer.Argument(..., help="The login name."),
+    email: Optional[str] = typer.Option(None, "--email"),
+    phone: Optional[str] = typer.Option(None, "--phone", help="Any common spelling; stored as E.164."),
+    name: Optional[str] = typer.Option(None, "--name"),
+    last_name: Optional[str] = typer.Option(None, "--last-name"),
+    lang: Optional[str] = typer.Option(None, "--lang", help="en, ru, de, it or pt."),
+    social: List[str] = typer.Option([], "--social", help="PROVIDER:SUBJECT; repeatable."),
+    no_password: bool = typer.Option(False, "--no-password", help="A social-only account (needs --social)."),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
+    password_env: Optional[str] = typer.Option(None, "--password-env", metavar="VAR",
+                                               help="Read the password from this environment variable."),
+    as_json: bool = JSON,
+):
+    """Add an account.
+
+    Examples: echo "$PW" | b24recover user add anna --email anna@example.com --password-stdin;
+    b24recover user add vk_123 --social vkontakte:123 --no-password
+    """
+    from ..errors import B24Error
+    from ..services import accounts
+
+    if no_password and not social:
+        raise B24Error("usage", "--no-password is only for social-only accounts: add --social PROVIDER:SUBJECT")
+    if no_password and (password_stdin or password_env):
+        raise B24Error("usage", "--no-password cannot be combined with --password-stdin or --password-env")
+    sctx = service_ctx(ctx)
+    acc = accounts.prepare(sctx, login, email, phone, name, last_name, lang, social)
+    if not no_password:
+        from ..services.credentials import new_password_hash
+
+        password = read_new_password(SecretInput(stdin=password_stdin, env=password_env, as_json=as_json))
+        acc.password_hash = new_password_hash(sctx, password, login=acc.login, name=acc.name,
+                                              last_name=acc.last_name, email=acc.email)
+    view = accounts.add_user(sctx, acc)
+    if as_json:
+        render.emit_json(view)
+    else:
+        render.account(view)
+        render.info(f"Account {view['login']} added.")
+
+
+@app.command("show")
+@handle_errors
+def show(ctx: typer.Context, login: str = typer.Argument(...), as_json: bool = JSON):
+    """Everything about one account: identifiers, sign-in methods, state, control strings,
+    last messages and recent audit events. Never a secret.
+
+    Example: b24recover user show anna
+    """
+    from ..services.accounts import show_user
+
+    view = show_user(service_ctx(ctx), login)
+    if as_json:
+        render.emit_json(view)
+        return
+    render.account(view)
+    render.fields([("password hash", view["password_scheme"] or "none"),
+                   ("failed attempts", view["failed_attempts"]),
+                   ("created", view["created_at"]), ("password changed", view["password_changed_at"])])
+    if view["social_identities"]:
+        render.table([("provider", "Provider"), ("subject", "Subject")], view["social_identities"],
+                     title="Social identities")
+    if view["control_strings"]:
+        render.table([("id", "Id"), ("kind", "Kind"), ("channel", "Channel"), ("state", "State"),
+                      ("created_at", "Created"), ("expires_at", "Expires")], view["control_strings"],
+                     title="Control strings")
+    if view["messages"]:
+        render.table([("id", "Id"), ("channel", "Channel"), ("recipient", "To"), ("status", "Status"),
+                      ("error", "Error"), ("created_at", "Created")], view["messages"], title="Messages")
+    if view["events"]:
+        render.table([("at", "At"), ("actor", "Actor"), ("action", "Action")], view["events"],
+                     title="Recent events")
+
+
+@app.command("list")
+@handle_errors
+def list_(
+    ctx: typer.Context,
+    social_only: bool = typer.Option(False, "--social-only", help="Only accounts without a password that sign in through a social network."),
+    blocked: bool = typer.Option(False, "--blocked", help="Only blocked accounts."),
+    must_change: bool = typer.Option(False, "--must-change", help="Only accounts that must change their password."),
+    as_json: bool = JSON,
+):
+    """List accounts.
+
+    Example: b24recover user list --social-only --json
+    """
+    from ..services.accounts import list_users
+
+    accounts = list(list_users(service_ctx(ctx), social_only=social_only, blocked=blocked, must_change=must_change))
+    if as_json:
+        render.emit_json({"accounts": accounts})
+    else:
+        render.table(render.ACCOUNT_COLUMNS, accounts)
+
+
+@app.command("update")
+@handle_errors
+def update(
+    ctx: typer.Context,
+    login: str = typer.Argument(...),
+    email: Optional[str] = typer.Option(None, "--email"),
+    clear_email: bool = typer.Option(False, "--clear-email"),
+    phone: Optional[str] = typer.Option(None, "--phone"),
+    clear_phone: bool = typer.Option(False, "--clear-phone"),
+    name: Optional[str] = typer.Option(None, "--name"),
+    last_name: Optional[str] = typer.Option(None, "--last-name"),
+    lang: Optional[str] = typer.Option(None, "--lang"),
+    rename: Optional[str] = typer.Option(None, "--rename", metavar="NEW", help="A new login."),
+    as_json: bool = JSON,
+):
+    """Change an account. Changing the login, email or phone revokes active control strings.
+
+    Example: b24recover user update anna --email anna.new@example.com
+    """
+    from ..errors import B24Error
+    from ..services.accounts import update_user
+
+    if email is not None and clear_email:
+        raise B24Error("usage", "--email and --clear-email exclude each other")
+    if phone is not None and clear_phone:
+        raise B24Error("usage", "--phone and --clear-phone exclude each other")
+    view = update_user(service_ctx(ctx), login, email=email, clear_email=clear_email, phone=phone,
+                       clear_phone=clear_phone, name=name, last_name=last_name, lang=lang, rename=rename)
+    if as_json:
+        render.emit_json(view)
+    else:
+        render.account(view)
+
+
+def _block(ctx, login: str, blocked: bool, as_json: bool) -> None:
+    from ..services.accounts import set_blocked
+
+    view = set_blocked(service_ctx(ctx), login, blocked)
+    if as_json:
+        render.emit_json(view)
+    else:
+        render.info(f"Account {view['login']} is {view['state']}.")
+
+
+@app.command("block")
+@handle_errors
+def block(ctx: typer.Context, login: str = typer.Argument(...), as_json: bool = JSON):
+    """Block an account; its active control strings are revoked and no new ones are sent.
+
+    Example: b24recover user block anna
+    """
+    _block(ctx, login, True, as_json)
+
+
+@app.command("unblock")
+@handle_errors
+def unblock(ctx: typer.Context, login: str = typer.Argument(...), as_json: bool = JSON):
+    """Unblock an account.
+
+    Example: b24recover user unblock anna
+    """
+    _block(ctx, login, False, as_json)

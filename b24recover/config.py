@@ -1,0 +1,181 @@
+"""Settings from the TOML config file (SPEC §3); every key optional, defaults below."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .clock import parse_duration
+from .errors import B24Error
+
+DEFAULT_LINK_TEMPLATE = (
+    "{portal_url}/auth/index.php?change_password=yes&lang={lang}"
+    "&USER_CHECKWORD={control_string}&USER_LOGIN={login}"
+)
+LANGUAGES = ("en", "ru", "de", "it", "pt")
+
+
+@dataclass
+class TokenSettings:
+    link_ttl: int = 24 * 3600
+    code_ttl: int = 10 * 60
+    code_attempts: int = 3
+    resend_interval: int = 60
+    daily_limit: int = 10
+    retention: int = 30 * 86400
+    link_template: str = DEFAULT_LINK_TEMPLATE
+
+
+@dataclass
+class PolicySettings:
+    preset: str = ""
+    PASSWORD_LENGTH: int = 12
+    PASSWORD_UPPERCASE: bool = False
+    PASSWORD_LOWERCASE: bool = False
+    PASSWORD_DIGITS: bool = False
+    PASSWORD_PUNCTUATION: bool = False
+    PASSWORD_UNIQUE_COUNT: int = 5
+    max_length: int = 256
+
+
+@dataclass
+class MailSettings:
+    transport: str = "outbox"
+    sender: str = ""
+    outbox_dir: str = ""
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_security: str = "none"
+    smtp_user: str = ""
+    smtp_password_env: str = ""
+    smtp_timeout: int = 10
+
+
+@dataclass
+class SmsSettings:
+    transport: str = "outbox"
+    command: list = field(default_factory=list)
+    http_url: str = ""
+    http_timeout: int = 10
+
+
+@dataclass
+class Settings:
+    portal_url: str = "https://portal.example.com"
+    default_country: str = "RU"
+    default_lang: str = "en"
+    actor: str = ""
+    bcrypt_rounds: int = 12
+    tokens: TokenSettings = field(default_factory=TokenSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    mail: MailSettings = field(default_factory=MailSettings)
+    sms: SmsSettings = field(default_factory=SmsSettings)
+    db_path: Path = Path("b24recover.db")
+
+    @property
+    def sender(self) -> str:
+        if self.mail.sender:
+            return self.mail.sender
+        host = urlsplit(self.portal_url).hostname or "localhost"
+        return f"no-reply@{host}"
+
+    @property
+    def outbox_dir(self) -> Path:
+        if self.mail.outbox_dir:
+            return Path(self.mail.outbox_dir)
+        return Path(str(self.db_path) + ".outbox")
+
+    @property
+    def key_path(self) -> Path:
+        return Path(str(self.db_path) + ".key")
+
+
+_DURATIONS = {"link_ttl", "code_ttl", "resend_interval", "retention", "smtp_timeout", "http_timeout"}
+
+
+def _fill(obj, table: dict, where: str) -> None:
+    known = {f.name: f for f in fields(obj)}
+    for key, value in table.items():
+        if key not in known or isinstance(getattr(obj, key), (TokenSettings, PolicySettings, MailSettings, SmsSettings)):
+            raise B24Error("config_invalid", f"unknown setting {where}{key}")
+        current = getattr(obj, key)
+        try:
+            if key in _DURATIONS:
+                value = parse_duration(value) if isinstance(value, str) else int(value)
+            elif isinstance(current, bool):
+                if not isinstance(value, bool):
+                    raise ValueError("expected true or false")
+            elif isinstance(current, int):
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise ValueError("expected a whole number")
+            elif isinstance(current, str):
+                if not isinstance(value, str):
+                    raise ValueError("expected a string")
+            elif isinstance(current, list):
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise ValueError("expected a list of strings")
+        except ValueError as exc:
+            raise B24Error("config_invalid", f"setting {where}{key}: {exc}") from None
+        setattr(obj, key, value)
+
+
+def load_settings(config_path: str | None, db_path: str) -> Settings:
+    """Read the config; a path given explicitly must exist, the default one is optional."""
+    settings = Settings(db_path=Path(db_path))
+    explicit = config_path is not None
+    path = Path(config_path) if explicit else Path("b24recover.toml")
+    if not path.exists():
+        if explicit:
+            raise B24Error("config_invalid", f"config file {path} does not exist")
+        return settings
+    import tomllib
+
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise B24Error("config_invalid", f"{path}: {exc}") from None
+    sections = {"tokens": settings.tokens, "policy": settings.policy, "mail": settings.mail, "sms": settings.sms}
+    top = {}
+    for key, value in data.items():
+        if key in sections:
+            if not isinstance(value, dict):
+                raise B24Error("config_invalid", f"[{key}] must be a table")
+            section = dict(value)
+            if key == "policy" and "CHECKWORD_TIMEOUT" in section:
+                # Bitrix's name for the link lifetime, in minutes.
+                settings.tokens.link_ttl = int(section.pop("CHECKWORD_TIMEOUT")) * 60
+            _fill(sections[key], section, f"[{key}] ")
+        elif key == "hashing":
+            rounds = dict(value).get("bcrypt_rounds", settings.bcrypt_rounds)
+            if not isinstance(rounds, int) or not 4 <= rounds <= 31:
+                raise B24Error("config_invalid", "[hashing] bcrypt_rounds must be a whole number from 4 to 31")
+            settings.bcrypt_rounds = rounds
+        else:
+            top[key] = value
+    _fill(settings, top, "")
+    if settings.default_lang not in LANGUAGES:
+        raise B24Error("config_invalid", f"default_lang must be one of {', '.join(LANGUAGES)}")
+    if settings.mail.transport not in ("outbox", "smtp"):
+        raise B24Error("config_invalid", "[mail] transport must be 'outbox' or 'smtp'")
+    if settings.mail.smtp_security not in ("none", "starttls", "tls"):
+        raise B24Error("config_invalid", "[mail] smtp_security must be 'none', 'starttls' or 'tls'")
+    if settings.sms.transport not in ("outbox", "command", "http"):
+        raise B24Error("config_invalid", "[sms] transport must be 'outbox', 'command' or 'http'")
+    return settings
+
+
+def default_actor(settings: Settings, override: str | None = None) -> str:
+    if override:
+        return override
+    if os.environ.get("B24RECOVER_ACTOR"):
+        return os.environ["B24RECOVER_ACTOR"]
+    if settings.actor:
+        return settings.actor
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (KeyError, ImportError):
+        return os.environ.get("USER", "unknown")

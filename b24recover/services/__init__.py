@@ -1,0 +1,1 @@
+"""The recovery rules, in plain Python: no typer, no rich."""

@@ -1,0 +1,228 @@
+"""Accounts: add, update, block, show, list, and the account view of the JSON contract."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..clock import iso
+from ..errors import B24Error
+from ..store import tokens as token_store
+from ..store import users as user_store
+from . import identifiers as ids
+from .context import Ctx
+from .passwords import is_legacy, scheme_of
+
+
+@dataclass
+class NewAccount:
+    login: str
+    email: str | None = None
+    phone: str | None = None
+    name: str = ""
+    last_name: str = ""
+    lang: str | None = None
+    social: tuple[tuple[str, str], ...] = ()
+    password_hash: str | None = None
+    blocked: bool = False
+
+
+def account_view(conn, row) -> dict:
+    socials = user_store.socials(conn, row["id"])
+    pending = user_store.pending(conn, row["id"])
+    return {
+        "login": row["login"],
+        "name": row["name"],
+        "last_name": row["last_name"],
+        "email": row["email"],
+        "phone": row["phone"],
+        "lang": row["lang"],
+        "state": "blocked" if row["blocked"] else "active",
+        "has_password": row["password_hash"] is not None,
+        "social": sorted({s["provider"] for s in socials}),
+        "pending": [pending["address"]] if pending else [],
+        "must_change_password": bool(row["must_change_password"]),
+    }
+
+
+def get_user(conn, login: str):
+    row = user_store.by_login_key(conn, ids.login_key(login))
+    if row is None:
+        raise B24Error("not_found", f"no account with the login {login!r}")
+    return row
+
+
+def check_free(conn, *, login_key: str | None = None, email_key: str | None = None,
+               phone: str | None = None, owner_id: int | None = None) -> None:
+    """An identifier already used by another account is a conflict that names that account."""
+    checks = (
+        ("login", login_key, user_store.by_login_key),
+        ("email", email_key, user_store.by_email_key),
+        ("phone", phone, user_store.by_phone),
+    )
+    for what, value, finder in checks:
+        if value is None:
+            continue
+        other = finder(conn, value)
+        if other is not None and other["id"] != owner_id:
+            raise B24Error(
+                "conflict",
+                f"the {what} is already used by the account {other['login']!r}",
+                owner=other["login"],
+            )
+    if email_key is not None or phone is not None:
+        other = user_store.pending_owner(conn, email_key or phone)
+        if other is not None and other["id"] != owner_id:
+            raise B24Error(
+                "conflict",
+                f"the address is awaiting confirmation for the account {other['login']!r}",
+                owner=other["login"],
+            )
+
+
+def prepare(ctx: Ctx, login: str, email: str | None, phone: str | None, name: str | None,
+            last_name: str | None, lang: str | None, social: list[str] | tuple = (),
+            password_hash: str | None = None, blocked: bool = False) -> NewAccount:
+    """Validate and normalise the fields of a new account (no store access)."""
+    socials = tuple(ids.parse_social(s) for s in social)
+    if len(set(socials)) != len(socials):
+        raise B24Error("invalid_input", "the same social identity is given twice")
+    return NewAccount(
+        login=ids.validate_login(login),
+        email=ids.normalize_email(email)[0] if email else None,
+        phone=ids.normalize_phone(phone, ctx.settings.default_country) if phone else None,
+        name=ids.clean_text(name or "", "the name"),
+        last_name=ids.clean_text(last_name or "", "the last name"),
+        lang=ids.normalize_lang(lang),
+        social=socials,
+        password_hash=password_hash,
+        blocked=blocked,
+    )
+
+
+def insert_account(ctx: Ctx, conn, acc: NewAccount, action: str = "user.add", **details) -> int:
+    email_key = ids.normalize_email(acc.email)[1] if acc.email else None
+    key = ids.login_key(acc.login)
+    check_free(conn, login_key=key, email_key=email_key, phone=acc.phone)
+    for provider, subject in acc.social:
+        owner = user_store.social_owner(conn, provider, subject)
+        if owner is not None:
+            raise B24Error("conflict", f"{provider}:{subject} already belongs to the account {owner['login']!r}",
+                           owner=owner["login"])
+    now = ctx.now()
+    user_id = user_store.insert(conn, {
+        "login": acc.login, "login_key": key, "email": acc.email, "email_key": email_key,
+        "phone": acc.phone, "name": acc.name, "last_name": acc.last_name, "lang": acc.lang,
+        "blocked": int(acc.blocked), "password_hash": acc.password_hash,
+        "created_at": now, "updated_at": now,
+        "password_changed_at": now if acc.password_hash else None,
+    })
+    for provider, subject in acc.social:
+        user_store.add_social(conn, user_id, provider, subject, now)
+    ctx.audit(conn, action, acc.login, email=acc.email, phone=acc.phone,
+              social=[p for p, _ in acc.social], has_password=acc.password_hash is not None,
+              blocked=acc.blocked, **details)
+    return user_id
+
+
+def add_user(ctx: Ctx, acc: NewAccount) -> dict:
+    if acc.password_hash is None and not acc.social:
+        raise B24Error("usage", "--no-password is only for social-only accounts: add --social PROVIDER:SUBJECT")
+    with ctx.store.write() as conn:
+        user_id = insert_account(ctx, conn, acc)
+        return account_view(conn, user_store.by_id(conn, user_id))
+
+
+def update_user(ctx: Ctx, login: str, *, email: str | None = None, clear_email: bool = False,
+                phone: str | None = None, clear_phone: bool = False, name: str | None = None,
+                last_name: str | None = None, lang: str | None = None, rename: str | None = None) -> dict:
+    changes: dict = {}
+    if email is not None:
+        changes["email"], changes["email_key"] = ids.normalize_email(email)
+    if clear_email:
+        changes["email"] = changes["email_key"] = None
+    if phone is not None:
+        changes["phone"] = ids.normalize_phone(phone, ctx.settings.default_country)
+    if clear_phone:
+        changes["phone"] = None
+    if name is not None:
+        changes["name"] = ids.clean_text(name, "the name")
+    if last_name is not None:
+        changes["last_name"] = ids.clean_text(last_name, "the last name")
+    if lang is not None:
+        changes["lang"] = ids.normalize_lang(lang)
+    if rename is not None:
+        changes["login"] = ids.validate_login(rename)
+        changes["login_key"] = ids.login_key(rename)
+    if not changes:
+        raise B24Error("usage", "nothing to change: give at least one option (see --help)")
+    with ctx.store.write() as conn:
+        row = get_user(conn, login)
+        check_free(conn, login_key=changes.get("login_key"), email_key=changes.get("email_key"),
+                   phone=changes.get("phone"), owner_id=row["id"])
+        actual = {k: v for k, v in changes.items() if row[k] != v}
+        if not actual:
+            return account_view(conn, row)
+        actual["updated_at"] = ctx.now()
+        user_store.update(conn, row["id"], actual)
+        revoked = 0
+        if {"login_key", "email_key", "phone"} & actual.keys():
+            # Bitrix: changing login, email or phone invalidates the control string.
+            revoked = token_store.revoke_active(conn, row["id"], ctx.now(), "account_changed")
+        shown = {k: v for k, v in actual.items() if k in ("email", "phone", "name", "last_name", "lang", "login")}
+        ctx.audit(conn, "user.update", actual.get("login", row["login"]), changes=shown,
+                  old_login=row["login"] if "login" in actual else None, revoked=revoked)
+        return account_view(conn, user_store.by_id(conn, row["id"]))
+
+
+def set_blocked(ctx: Ctx, login: str, blocked: bool) -> dict:
+    with ctx.store.write() as conn:
+        row = get_user(conn, login)
+        revoked = 0
+        if bool(row["blocked"]) != blocked:
+            user_store.update(conn, row["id"], {"blocked": int(blocked), "updated_at": ctx.now()})
+            if blocked:
+                revoked = token_store.revoke_active(conn, row["id"], ctx.now(), "blocked")
+            ctx.audit(conn, "user.block" if blocked else "user.unblock", row["login"], revoked=revoked)
+        return account_view(conn, user_store.by_id(conn, row["id"]))
+
+
+def list_users(ctx: Ctx, *, social_only: bool = False, blocked: bool = False, must_change: bool = False):
+    conn = ctx.store.conn
+    for row in user_store.listing(conn, social_only=social_only, blocked=blocked, must_change=must_change):
+        yield account_view(conn, row)
+
+
+def show_user(ctx: Ctx, login: str) -> dict:
+    conn = ctx.store.conn
+    row = get_user(conn, login)
+    view = account_view(conn, row)
+    now = ctx.now()
+    tokens = conn.execute(
+        "SELECT * FROM control_strings WHERE user_id = ? ORDER BY id DESC LIMIT 10", (row["id"],)
+    ).fetchall()
+    messages = conn.execute(
+        "SELECT * FROM outbox WHERE user_id = ? ORDER BY id DESC LIMIT 5", (row["id"],)
+    ).fetchall()
+    events = conn.execute(
+        "SELECT * FROM audit_log WHERE login_key = ? ORDER BY id DESC LIMIT 10", (row["login_key"],)
+    ).fetchall()
+    pending = user_store.pending(conn, row["id"])
+    from .views import control_string_view, event_view, message_view
+
+    view.update({
+        "id": row["id"],
+        "social_identities": [{"provider": s["provider"], "subject": s["subject"]}
+                              for s in user_store.socials(conn, row["id"])],
+        "pending_addresses": [{"channel": pending["channel"], "address": pending["address"],
+                               "since": iso(pending["created_at"])}] if pending else [],
+        "password_scheme": scheme_of(row["password_hash"]),
+        "legacy_hash": is_legacy(row["password_hash"]),
+        "failed_attempts": row["failed_attempts"],
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+        "password_changed_at": iso(row["password_changed_at"]),
+        "control_strings": [control_string_view(t, row["login"], now) for t in tokens],
+        "messages": [message_view(m) for m in messages],
+        "events": [event_view(e) for e in events],
+    })
+    return view

@@ -1,0 +1,152 @@
+"""Logins, emails and phone numbers: validation and the keys accounts are matched on.
+
+Keys are what uniqueness and lookup use: logins and emails case-insensitively (NFC + casefold),
+phones as E.164. Heavy libraries (email-validator, phonenumbers) load only when needed, so
+that a lookup by an ordinary address stays fast.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from ..errors import B24Error
+
+MAX_FIELD = 255
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+_PHONE_CHARS = re.compile(r"^\+?[\d\s().\-/]+$")
+_PHONE_SEPARATORS = re.compile(r"[\s().\-/]")
+
+
+def clean_text(value: str, what: str, max_len: int = MAX_FIELD, allow_empty: bool = True) -> str:
+    """A free-text field (name, language, login): bounded, printable, no NUL or control bytes."""
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise B24Error("invalid_input", f"{what} must be text")
+    if _CONTROL.search(value):
+        raise B24Error("invalid_input", f"{what} contains a control character or NUL byte")
+    if len(value) > max_len:
+        raise B24Error("invalid_input", f"{what} is longer than {max_len} characters")
+    value = unicodedata.normalize("NFC", value)
+    if not allow_empty and not value.strip():
+        raise B24Error("invalid_input", f"{what} must not be empty")
+    return value
+
+
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFC", text).casefold()
+
+
+def login_key(login: str) -> str:
+    return _fold(login)
+
+
+def validate_login(login: str) -> str:
+    login = clean_text(login, "the login", allow_empty=False)
+    if login != login.strip():
+        raise B24Error("invalid_input", "the login must not begin or end with spaces")
+    return login
+
+
+# ---- email -------------------------------------------------------------------------------
+
+def looks_like_email(text: str) -> bool:
+    return "@" in text.strip()
+
+
+def normalize_email(text: str) -> tuple[str, str]:
+    """Validate an address to store. Returns (display form, match key)."""
+    text = clean_text(text, "the email", max_len=320).strip()
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        result = validate_email(text, check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError as exc:
+        raise B24Error("invalid_email", f"{text!r} is not a valid email address: {exc}") from None
+    return result.normalized, _fold(result.normalized)
+
+
+def email_lookup_key(text: str) -> str | None:
+    """The match key for a query; None when it cannot be an address."""
+    text = text.strip()
+    if text.isascii() and "xn--" not in text.lower():
+        # Plain ASCII: the key is the folded address; validation is not needed to look up.
+        if text.count("@") != 1 or _CONTROL.search(text):
+            return None
+        return text.casefold()
+    try:
+        return normalize_email(text)[1]
+    except B24Error:
+        return None
+
+
+# ---- phone -------------------------------------------------------------------------------
+
+def looks_like_phone(text: str) -> bool:
+    text = text.strip()
+    digits = sum(ch.isdigit() for ch in text)
+    return bool(_PHONE_CHARS.match(text)) and 5 <= digits <= 17
+
+
+def normalize_phone(text: str, region: str) -> str:
+    """Validate a number to store and return it as E.164."""
+    text = clean_text(text, "the phone number", max_len=64).strip()
+    e164 = _parse_phone(text, region, strict=True)
+    if e164 is None:
+        raise B24Error(
+            "invalid_phone",
+            f"{text!r} is not a valid phone number (numbers without +country are read as {region})",
+        )
+    return e164
+
+
+def phone_lookup_key(text: str, region: str) -> str | None:
+    text = text.strip()
+    if not looks_like_phone(text):
+        return None
+    if text.startswith("+") and "(0)" not in text:
+        # Already international: E.164 is the digits after '+', no parser needed.
+        digits = _PHONE_SEPARATORS.sub("", text[1:])
+        if digits.isdigit() and 8 <= len(digits) <= 15:
+            return "+" + digits
+    return _parse_phone(text, region, strict=False)
+
+
+def _parse_phone(text: str, region: str, strict: bool) -> str | None:
+    import phonenumbers
+
+    try:
+        number = phonenumbers.parse(text, region.upper() or None)
+    except phonenumbers.NumberParseException:
+        return None
+    if strict and not phonenumbers.is_valid_number(number):
+        return None
+    if not strict and not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+# ---- social ------------------------------------------------------------------------------
+
+def parse_social(text: str) -> tuple[str, str]:
+    """'PROVIDER:SUBJECT' -> (provider lower-cased, subject as given)."""
+    text = clean_text(text, "the social identity", max_len=512)
+    provider, sep, subject = text.partition(":")
+    provider = provider.strip().lower()
+    if not sep or not provider or not subject.strip() or not re.fullmatch(r"[a-z0-9_.\-]+", provider):
+        raise B24Error("invalid_input", f"{text!r} is not PROVIDER:SUBJECT (e.g. google:1234567890)")
+    return provider, subject.strip()
+
+
+# ---- language ----------------------------------------------------------------------------
+
+def normalize_lang(lang: str | None) -> str | None:
+    from ..config import LANGUAGES
+
+    if lang is None or lang == "":
+        return None
+    lang = clean_text(lang, "the language", max_len=8).strip().lower()
+    if lang not in LANGUAGES:
+        raise B24Error("invalid_input", f"language {lang!r} is not one of {', '.join(LANGUAGES)}")
+    return lang

@@ -1,0 +1,79 @@
+"""Password hashes: bcrypt-sha256 for new passwords, recognition of imported Bitrix hashes.
+
+New hashes use passlib's documented bcrypt-sha256 v2 scheme: the password is pre-hashed with
+HMAC-SHA256 keyed by the bcrypt salt and base64-encoded before bcrypt, so a password of any
+length is used whole (bcrypt alone would cut it at 72 bytes) and no raw binary reaches bcrypt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+BCRYPT_SHA256 = "bcrypt-sha256"
+LEGACY_SCHEMES = {"sha512-crypt", "md5-salted", "md5", "bcrypt"}
+_HEX = set("0123456789abcdefABCDEF")
+
+
+def scheme_of(stored: str | None) -> str | None:
+    if not stored:
+        return None
+    if stored.startswith("$bcrypt-sha256$"):
+        return BCRYPT_SHA256
+    if stored.startswith(("$2a$", "$2b$", "$2y$")):
+        return "bcrypt"
+    if stored.startswith("$6$"):
+        return "sha512-crypt"
+    if len(stored) == 40 and set(stored[8:]) <= _HEX:
+        return "md5-salted"  # Bitrix: 8-character salt + md5(salt + password)
+    if len(stored) == 32 and set(stored) <= _HEX:
+        return "md5"  # oldest Bitrix: md5(password)
+    return "unknown"
+
+
+def is_legacy(stored: str | None) -> bool:
+    return scheme_of(stored) in LEGACY_SCHEMES
+
+
+def is_recognised(stored: str) -> bool:
+    return scheme_of(stored) not in (None, "unknown")
+
+
+def hash_password(password: str, rounds: int) -> str:
+    from passlib.hash import bcrypt_sha256
+
+    return bcrypt_sha256.using(rounds=rounds).hash(password)
+
+
+def verify_password(password: str, stored: str | None) -> bool:
+    scheme = scheme_of(stored)
+    if scheme is None or scheme == "unknown":
+        return False
+    raw = password.encode("utf-8")
+    if scheme == BCRYPT_SHA256:
+        from passlib.hash import bcrypt_sha256
+
+        return bcrypt_sha256.verify(password, stored)
+    if scheme == "bcrypt":
+        import bcrypt
+
+        # Plain bcrypt only sees 72 bytes; a longer candidate cannot be the imported password.
+        return len(raw) <= 72 and bcrypt.checkpw(raw, stored.encode("ascii"))
+    if scheme == "sha512-crypt":
+        from passlib.hash import sha512_crypt
+
+        try:
+            return sha512_crypt.verify(password, stored)
+        except ValueError:
+            return False
+    if scheme == "md5-salted":
+        salt, digest = stored[:8], stored[8:].lower()
+        return hmac.compare_digest(hashlib.md5(salt.encode("utf-8") + raw).hexdigest(), digest)
+    return hmac.compare_digest(hashlib.md5(raw).hexdigest(), stored.lower())
+
+
+def dummy_verify(rounds: int) -> None:
+    """Spend the time of a real verification, so unknown accounts answer in comparable time."""
+    import bcrypt
+
+    bcrypt.hashpw(b"x", bcrypt.gensalt(rounds))

@@ -1,0 +1,138 @@
+"""Connection set-up and the one transaction helper (SPEC §5)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import B24Error
+from .schema import SCHEMA_VERSION
+
+BUSY_TIMEOUT_MS = int(os.environ.get("B24RECOVER_BUSY_TIMEOUT_MS", "10000"))
+
+
+def _create_private(path: Path) -> None:
+    """Create an empty file readable by its owner only; SQLite gives -wal/-shm the same mode."""
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+
+
+def translate(exc: sqlite3.Error, path) -> B24Error:
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return B24Error(
+            "store_locked",
+            f"the store {path} stayed locked by another process for more than {BUSY_TIMEOUT_MS // 1000} s",
+        )
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return B24Error("store_corrupt", f"the store {path} is damaged: {exc}")
+    if "unable to open" in text or "readonly" in text or "read-only" in text:
+        return B24Error("store_missing", f"cannot open the store {path}: {exc}", hint="Check the path and its permissions.")
+    return B24Error("store_corrupt", f"the store {path} answered: {exc}", hint="Run 'b24recover init' or restore a backup.")
+
+
+class Store:
+    def __init__(self, conn: sqlite3.Connection, path: Path):
+        self.conn = conn
+        self.path = path
+
+    @contextmanager
+    def write(self):
+        """One write transaction, begun IMMEDIATE so the write lock is taken up front."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise translate(exc, self.path) from None
+        try:
+            yield self.conn
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise translate(exc, self.path) from None
+
+    def one(self, sql: str, params=()) -> sqlite3.Row | None:
+        return self.conn.execute(sql, params).fetchone()
+
+    def all(self, sql: str, params=()) -> list[sqlite3.Row]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def scalar(self, sql: str, params=()):
+        row = self.conn.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def open_store(path: str | Path) -> Store:
+    """Open an initialised store at the schema this tool knows, or explain why not."""
+    path = Path(path)
+    if not path.exists():
+        raise B24Error("store_missing", f"no store at {path}")
+    try:
+        conn = _connect(path)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.Error as exc:
+        raise translate(exc, path) from None
+    if version == 0:
+        conn.close()
+        raise B24Error("store_missing", f"{path} is not an initialised b24recover store")
+    if version > SCHEMA_VERSION:
+        conn.close()
+        raise B24Error(
+            "store_too_new",
+            f"the store {path} has schema version {version}; this b24recover knows up to {SCHEMA_VERSION}",
+        )
+    if version < SCHEMA_VERSION:
+        conn.close()
+        raise B24Error("store_outdated", f"the store {path} has schema version {version}; this b24recover needs {SCHEMA_VERSION}")
+    return Store(conn, path)
+
+
+def init_store(path: str | Path) -> tuple[Store, list[str]]:
+    """Create or upgrade the store; safe when several processes run it at once."""
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        raise B24Error("store_missing", f"the folder {path.parent} does not exist")
+    if not path.exists():
+        _create_private(path)
+    try:
+        conn = _connect(path)
+        store = Store(conn, path)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise B24Error(
+                "store_too_new",
+                f"the store {path} has schema version {version}; this b24recover knows up to {SCHEMA_VERSION}",
+            )
+        applied: list[str] = []
+        if version < SCHEMA_VERSION:
+            from .schema import apply_migrations
+
+            # Everyone who races to migrate queues on the write lock; whoever comes second
+            # finds nothing pending.
+            with store.write():
+                applied = apply_migrations(conn)
+    except sqlite3.Error as exc:
+        raise translate(exc, path) from None
+    return store, applied

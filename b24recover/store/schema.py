@@ -1,0 +1,182 @@
+"""Schema migrations, applied in order by sqlite-utils' Migrations (imported only by `init`).
+
+Each entry is (name, SQL). The schema version is the number of entries and is mirrored into
+PRAGMA user_version, so every other command checks it with plain sqlite3 at no import cost.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_initial",
+        """
+CREATE TABLE users (
+    id INTEGER PRIMARY KEY,
+    login TEXT NOT NULL,
+    login_key TEXT NOT NULL UNIQUE,
+    email TEXT,
+    email_key TEXT UNIQUE,
+    phone TEXT UNIQUE,
+    name TEXT NOT NULL DEFAULT '',
+    last_name TEXT NOT NULL DEFAULT '',
+    lang TEXT,
+    blocked INTEGER NOT NULL DEFAULT 0,
+    password_hash TEXT,
+    must_change_password INTEGER NOT NULL DEFAULT 0,
+    failed_attempts INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    password_changed_at INTEGER
+);
+CREATE VIRTUAL TABLE users_fts USING fts5(
+    login, name, last_name, content='users', content_rowid='id',
+    tokenize='unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER users_fts_ai AFTER INSERT ON users BEGIN
+    INSERT INTO users_fts(rowid, login, name, last_name) VALUES (new.id, new.login, new.name, new.last_name);
+END;
+CREATE TRIGGER users_fts_ad AFTER DELETE ON users BEGIN
+    INSERT INTO users_fts(users_fts, rowid, login, name, last_name)
+    VALUES ('delete', old.id, old.login, old.name, old.last_name);
+END;
+CREATE TRIGGER users_fts_au AFTER UPDATE OF login, name, last_name ON users BEGIN
+    INSERT INTO users_fts(users_fts, rowid, login, name, last_name)
+    VALUES ('delete', old.id, old.login, old.name, old.last_name);
+    INSERT INTO users_fts(rowid, login, name, last_name) VALUES (new.id, new.login, new.name, new.last_name);
+END;
+
+CREATE TABLE social_identities (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    provider TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    UNIQUE (provider, subject)
+);
+CREATE INDEX social_identities_user ON social_identities(user_id);
+
+-- An address awaiting confirmation: one per account, replaced by the next one.
+CREATE TABLE pending_addresses (
+    user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+    channel TEXT NOT NULL CHECK (channel IN ('email', 'sms')),
+    address TEXT NOT NULL,
+    address_key TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+
+-- Control strings (Bitrix USER_CHECKWORD) and SMS codes; only their hashes are kept.
+CREATE TABLE control_strings (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL CHECK (kind IN ('link', 'code')),
+    channel TEXT NOT NULL CHECK (channel IN ('email', 'sms', 'qr', 'none')),
+    purpose TEXT NOT NULL DEFAULT 'recovery' CHECK (purpose IN ('recovery', 'link')),
+    address TEXT,
+    secret_hash TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'active'
+        CHECK (state IN ('active', 'superseded', 'used', 'revoked')),
+    end_reason TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    ended_at INTEGER
+);
+-- At most one active control string per account, enforced by the store itself.
+CREATE UNIQUE INDEX control_strings_one_active ON control_strings(user_id) WHERE state = 'active';
+CREATE INDEX control_strings_user ON control_strings(user_id, created_at);
+CREATE INDEX control_strings_hash ON control_strings(secret_hash);
+CREATE INDEX control_strings_ended ON control_strings(state, ended_at);
+CREATE INDEX control_strings_expires ON control_strings(state, expires_at);
+
+-- Transactional outbox. A message carrying a secret keeps it sealed with the key file
+-- (never in clear) only until it is sent or cancelled.
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER REFERENCES users(id) ON DELETE SET NULL,
+    control_string_id INTEGER REFERENCES control_strings(id) ON DELETE SET NULL,
+    channel TEXT NOT NULL CHECK (channel IN ('email', 'sms')),
+    template TEXT NOT NULL,
+    lang TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    params TEXT NOT NULL DEFAULT '{}',
+    sealed TEXT,
+    status TEXT NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'sent', 'failed', 'cancelled')),
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    last_attempt_at INTEGER,
+    sent_at INTEGER
+);
+CREATE INDEX outbox_status ON outbox(status, id);
+CREATE INDEX outbox_user ON outbox(user_id, id);
+CREATE INDEX outbox_control_string ON outbox(control_string_id);
+
+CREATE TABLE password_history (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    password_hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX password_history_user ON password_history(user_id, id);
+
+-- Append-only, hash-chained audit trail.
+CREATE TABLE audit_log (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    login TEXT,
+    login_key TEXT,
+    details TEXT NOT NULL DEFAULT '{}',
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX audit_log_login ON audit_log(login_key, id);
+CREATE INDEX audit_log_action ON audit_log(action, id);
+CREATE INDEX audit_log_at ON audit_log(at);
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+""",
+    ),
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def apply_migrations(conn) -> list[str]:
+    """Apply pending migrations on `conn`, which must already be inside BEGIN IMMEDIATE."""
+    from sqlite_utils import Database
+    from sqlite_utils.migrations import Migrations
+
+    migrations = Migrations("b24recover")
+    for number, (name, sql) in enumerate(MIGRATIONS, start=1):
+
+        def step(db, sql=sql, number=number):
+            for statement in _split(sql):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {number}")
+
+        migrations(name=name)(step)
+    db = Database(conn)
+    pending = [m.name for m in migrations.pending(db)]
+    migrations.apply(db)
+    return pending
+
+
+def _split(script: str) -> list[str]:
+    """Split a script into statements, keeping trigger bodies whole."""
+    import sqlite3
+
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        if not current and (not line.strip() or line.strip().startswith("--")):
+            continue
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements
