@@ -94,6 +94,13 @@ def lookup(
         render.table(render.ACCOUNT_COLUMNS, matches)
 
 
-from . import users  # noqa: E402  (registers the command groups)
+from . import tokens, users  # noqa: E402  (registers the command groups)
 
 app.add_typer(users.app, name="user", help="Add, import, show, list, update, block and unblock accounts.")
+app.add_typer(tokens.app, name="token", help="Request, issue, list, check and revoke control strings.")
+app.add_typer(tokens.outbox_app, name="outbox", help="Messages and their delivery; retry the failed ones.")
+app.command("redeem")(handle_errors(tokens.redeem))
+
+from . import policy  # noqa: E402
+
+app.add_typer(policy.app, name="policy", help="Show the password policy or check a password against it.")

@@ -53,13 +53,14 @@ def add(
         raise B24Error("usage", "--no-password cannot be combined with --password-stdin or --password-env")
     sctx = service_ctx(ctx)
     acc = accounts.prepare(sctx, login, email, phone, name, last_name, lang, social)
+    new = None
     if not no_password:
-        from ..services.credentials import new_password_hash
+        from ..services.credentials import prepare_password
 
         password = read_new_password(SecretInput(stdin=password_stdin, env=password_env, as_json=as_json))
-        acc.password_hash = new_password_hash(sctx, password, login=acc.login, name=acc.name,
-                                              last_name=acc.last_name, email=acc.email)
-    view = accounts.add_user(sctx, acc)
+        new = prepare_password(sctx, password, None, login=acc.login, name=acc.name,
+                               last_name=acc.last_name, email=acc.email)
+    view = accounts.add_user(sctx, acc, new)
     if as_json:
         render.emit_json(view)
     else:

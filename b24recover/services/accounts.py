@@ -124,11 +124,17 @@ def insert_account(ctx: Ctx, conn, acc: NewAccount, action: str = "user.add", **
     return user_id
 
 
-def add_user(ctx: Ctx, acc: NewAccount) -> dict:
-    if acc.password_hash is None and not acc.social:
+def add_user(ctx: Ctx, acc: NewAccount, password=None) -> dict:
+    """Add one account; `password` is a credentials.NewPassword prepared before the lock."""
+    if password is None and not acc.social:
         raise B24Error("usage", "--no-password is only for social-only accounts: add --social PROVIDER:SUBJECT")
+    if password is not None:
+        acc.password_hash = password.hash
     with ctx.store.write() as conn:
         user_id = insert_account(ctx, conn, acc)
+        if password is not None:
+            user_store.add_history(conn, user_id, password.digest, ctx.now(),
+                                   keep=max(ctx.settings.policy.PASSWORD_UNIQUE_COUNT, 1))
         return account_view(conn, user_store.by_id(conn, user_id))
 
 

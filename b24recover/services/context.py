@@ -17,8 +17,18 @@ class Ctx:
     clock: object = SystemClock()
     actor: str = "unknown"
 
+    _key: bytes | None = None
+
     def now(self) -> int:
         return self.clock.now()
+
+    def key(self) -> bytes:
+        """The secret key outside the database (key file or B24RECOVER_SECRET), read once."""
+        if self._key is None:
+            from ..store.keyfile import load_key
+
+            self._key = load_key(self.settings.key_path)
+        return self._key
 
     def audit(self, conn, action: str, login: str | None, **details) -> None:
         """Record an event inside the caller's write transaction. Never pass a secret here."""

@@ -1,13 +1,45 @@
-"""Setting passwords: policy first, then hashing, always outside the write lock."""
+"""Setting passwords: one path for every command that sets one (user add, redeem, reset,
+passwd, bulk reset). Policy and bcrypt run before the write lock is taken; the write itself is
+`store_password`, inside the caller's transaction."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from ..store import tokens as token_store
+from ..store import users as user_store
 from .context import Ctx
 from .passwords import hash_password
-from .policy import enforce
+from .policy import enforce, history_digest
 
 
-def new_password_hash(ctx: Ctx, password: str, **account) -> str:
-    """Check a new password against the policy and hash it (slow: call before taking the lock)."""
-    enforce(ctx.settings.policy, password)
-    return hash_password(password, ctx.settings.bcrypt_rounds)
+@dataclass
+class NewPassword:
+    hash: str
+    digest: str  # for the reuse history
+
+
+def account_fields(user) -> dict:
+    """What the similarity rule compares a password with."""
+    if user is None:
+        return {}
+    return {"login": user["login"], "name": user["name"] or "", "last_name": user["last_name"] or "",
+            "email": user["email"]}
+
+
+def prepare_password(ctx: Ctx, password: str, user=None, **fields) -> NewPassword:
+    """Check a new password against the policy (with the account's history) and hash it. Slow."""
+    history = user_store.history(ctx.store.conn, user["id"], 64) if user is not None and ctx.store else []
+    enforce(ctx.settings.policy, password, history=history, key=ctx.key(), **{**account_fields(user), **fields})
+    return NewPassword(hash=hash_password(password, ctx.settings.bcrypt_rounds),
+                       digest=history_digest(ctx.key(), password))
+
+
+def store_password(ctx: Ctx, conn, user_id: int, new: NewPassword, *, must_change: bool = False,
+                   reason: str = "password_changed") -> int:
+    """Write a new password; every active control string stops working (Bitrix behaviour)."""
+    now = ctx.now()
+    user_store.update(conn, user_id, {"password_hash": new.hash, "password_changed_at": now, "updated_at": now,
+                                      "must_change_password": int(must_change), "failed_attempts": 0})
+    user_store.add_history(conn, user_id, new.digest, now, keep=max(ctx.settings.policy.PASSWORD_UNIQUE_COUNT, 1))
+    return token_store.revoke_active(conn, user_id, now, reason)

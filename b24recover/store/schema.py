@@ -111,10 +111,11 @@ CREATE INDEX outbox_status ON outbox(status, id);
 CREATE INDEX outbox_user ON outbox(user_id, id);
 CREATE INDEX outbox_control_string ON outbox(control_string_id);
 
+-- Previous passwords as HMAC-SHA256 digests keyed by the key file (cheap to compare, useless without the key).
 CREATE TABLE password_history (
     id INTEGER PRIMARY KEY,
     user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    password_hash TEXT NOT NULL,
+    digest TEXT NOT NULL,
     created_at INTEGER NOT NULL
 );
 CREATE INDEX password_history_user ON password_history(user_id, id);

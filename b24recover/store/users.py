@@ -115,10 +115,10 @@ def pending_owner(conn, address_key: str):
     ).fetchone()
 
 
-def add_history(conn, user_id: int, password_hash: str, now: int, keep: int) -> None:
+def add_history(conn, user_id: int, digest: str, now: int, keep: int) -> None:
     conn.execute(
-        "INSERT INTO password_history (user_id, password_hash, created_at) VALUES (?, ?, ?)",
-        (user_id, password_hash, now),
+        "INSERT INTO password_history (user_id, digest, created_at) VALUES (?, ?, ?)",
+        (user_id, digest, now),
     )
     conn.execute(
         "DELETE FROM password_history WHERE user_id = ? AND id NOT IN"
@@ -131,7 +131,7 @@ def history(conn, user_id: int, limit: int):
     return [
         r[0]
         for r in conn.execute(
-            "SELECT password_hash FROM password_history WHERE user_id = ? ORDER BY id DESC LIMIT ?",
+            "SELECT digest FROM password_history WHERE user_id = ? ORDER BY id DESC LIMIT ?",
             (user_id, limit),
         )
     ]

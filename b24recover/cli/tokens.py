@@ -1,0 +1,254 @@
+"""`token ...`, `redeem` and `outbox ...`: control strings and their messages."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from ..errors import B24Error
+from . import render
+from .runtime import SecretInput, handle_errors, service_ctx
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None)
+outbox_app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None)
+
+JSON = typer.Option(False, "--json", help="Print JSON.")
+TOKEN_COLUMNS = [("id", "Id"), ("login", "Login"), ("kind", "Kind"), ("channel", "Channel"), ("state", "State"),
+                 ("recipient", "Recipient"), ("created_at", "Created"), ("expires_at", "Expires")]
+
+
+def _ttl(text: Optional[str]) -> Optional[int]:
+    if text is None:
+        return None
+    from ..clock import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise B24Error("usage", str(exc)) from None
+
+
+@app.command("request")
+@handle_errors
+def request(
+    ctx: typer.Context,
+    identifier: str = typer.Argument(..., help="Login, email or phone number as the person typed it."),
+    as_json: bool = JSON,
+):
+    """The portal's "Forgot your password?": send a control string to the account's address.
+
+    The answer and exit code are the same whether or not an account matched, is blocked or is
+    throttled (the reason is in the audit trail), so the form cannot be used to find accounts.
+
+    Example: b24recover token request anna@example.com --json
+    """
+    from ..services.tokens import request as do_request
+
+    result = do_request(service_ctx(ctx), identifier)
+    if as_json:
+        render.emit_json(result)
+    else:
+        typer.echo(result["message"])
+
+
+@app.command("issue")
+@handle_errors
+def issue(
+    ctx: typer.Context,
+    login: str = typer.Argument(...),
+    via: str = typer.Option(..., "--via", help="email, sms, qr (draw the link as a QR code) or none (print the link once)."),
+    ttl: Optional[str] = typer.Option(None, "--ttl", metavar="DURATION", help="Lifetime, e.g. 30m or 24h."),
+    force: bool = typer.Option(False, "--force", help="Pass the throttle (audited)."),
+    as_json: bool = JSON,
+):
+    """An operator sends a control string; any earlier one stops working.
+
+    Examples: b24recover token issue anna --via email;
+    b24recover token issue anna --via qr   (for a person at the desk)
+    """
+    from ..services.tokens import issue as do_issue
+
+    issued = do_issue(service_ctx(ctx), login, via, _ttl(ttl), force)
+    view = issued.view
+    if as_json:
+        render.emit_json(view)
+    elif issued.link:
+        if via == "qr":
+            import segno
+
+            segno.make(issued.link, error="m").terminal(compact=True)
+        typer.echo(issued.link)
+        render.info(f"Control string {view['id']} for {view['login']} valid until {view['expires_at']}. "
+                    "It is shown only this once.")
+    else:
+        d = view.get("delivery", {})
+        render.info(f"Control string {view['id']} for {view['login']}: {view['kind']} via {view['channel']} to "
+                    f"{d.get('recipient')}: {d.get('status')}; valid until {view['expires_at']}.")
+    delivery = view.get("delivery")
+    if delivery and delivery["status"] == "failed":
+        raise B24Error("delivery_failed", f"delivery to {delivery['recipient']} failed: {delivery.get('error')}")
+
+
+@app.command("list")
+@handle_errors
+def list_(
+    ctx: typer.Context,
+    login: Optional[str] = typer.Argument(None),
+    state: str = typer.Option("all", "--state", help="active, superseded, used, revoked, expired or all."),
+    limit: int = typer.Option(200, "--limit", min=1, max=100000),
+    as_json: bool = JSON,
+):
+    """Control strings (never their secrets).
+
+    Example: b24recover token list anna --state all --json
+    """
+    from ..services.tokens import list_tokens
+
+    rows = list_tokens(service_ctx(ctx), login, state, limit)
+    if as_json:
+        render.emit_json({"control_strings": rows})
+    else:
+        render.table(TOKEN_COLUMNS, rows)
+
+
+@app.command("check")
+@handle_errors
+def check(
+    ctx: typer.Context,
+    login: str = typer.Argument(...),
+    control_string_stdin: bool = typer.Option(False, "--control-string-stdin", help="Read the control string or code from stdin."),
+    as_json: bool = JSON,
+):
+    """Say what state a control string or code is in, without using it.
+
+    Exit 0 when it is active; otherwise exit 6 with the reason (superseded, expired, used, ...).
+    Example: printf '%s\\n' "$CW" | b24recover token check anna --control-string-stdin
+    """
+    from ..services.tokens import check as do_check
+
+    secret = _read_control_string(SecretInput(stdin=control_string_stdin, as_json=as_json))
+    try:
+        view = do_check(service_ctx(ctx), login, secret)
+    except B24Error as exc:
+        if "control_string" in exc.details:
+            view = exc.details.pop("control_string")
+            if as_json:
+                render.emit_json(view)
+            else:
+                typer.echo(f"{view['id']}\t{view['state']}")
+        raise
+    if as_json:
+        render.emit_json(view)
+    else:
+        typer.echo(f"{view['id']}\t{view['state']}\tvalid until {view['expires_at']}")
+
+
+@app.command("revoke")
+@handle_errors
+def revoke(
+    ctx: typer.Context,
+    login: str = typer.Argument(...),
+    reason: Optional[str] = typer.Option(None, "--reason", metavar="TEXT"),
+    as_json: bool = JSON,
+):
+    """Revoke every active control string of an account.
+
+    Example: b24recover token revoke anna --reason "phone stolen"
+    """
+    from ..services.tokens import revoke as do_revoke
+
+    result = do_revoke(service_ctx(ctx), login, reason)
+    if as_json:
+        render.emit_json(result)
+    else:
+        render.info(f"{result['revoked']} control string(s) of {result['login']} revoked.")
+
+
+def _read_control_string(secrets: SecretInput) -> str:
+    if secrets.stdin:
+        return secrets.line(0, "the control string")
+    return secrets.prompt("Control string or SMS code")
+
+
+def redeem(
+    ctx: typer.Context,
+    login: str = typer.Argument(...),
+    control_string_stdin: bool = typer.Option(False, "--control-string-stdin",
+                                              help="Read the control string or SMS code from stdin (line 1)."),
+    password_stdin: bool = typer.Option(False, "--password-stdin",
+                                        help="Read the new password from stdin (line 2 with --control-string-stdin)."),
+    password_env: Optional[str] = typer.Option(None, "--password-env", metavar="VAR",
+                                               help="Read the new password from this environment variable."),
+    as_json: bool = JSON,
+):
+    """Use a control string or SMS code to set a new password.
+
+    Examples: b24recover redeem anna   (asks for the control string, then the password twice);
+    printf '%s\\n%s\\n' "$CW" "$PW" | b24recover redeem anna --control-string-stdin --password-stdin
+    """
+    from ..services.recovery import redeem as do_redeem
+
+    if password_stdin and password_env:
+        raise B24Error("usage", "--password-stdin and --password-env exclude each other")
+    secrets = SecretInput(stdin=control_string_stdin or password_stdin, env=password_env, as_json=as_json)
+    if control_string_stdin:
+        secret = secrets.line(0, "the control string")
+    else:
+        secret = secrets.prompt("Control string or SMS code")
+    if password_stdin:
+        password = secrets.line(1 if control_string_stdin else 0, "the new password")
+    elif password_env:
+        password = secrets.from_env("the new password")
+    else:
+        password = secrets.prompt_new_password()
+    result = do_redeem(service_ctx(ctx), login, secret, password)
+    if as_json:
+        render.emit_json(result)
+    else:
+        render.info(f"The password of {result['login']} was changed."
+                    + (f" {result['confirmed']} is now confirmed." if result["confirmed"] else ""))
+
+
+@outbox_app.command("list")
+@handle_errors
+def outbox_list(
+    ctx: typer.Context,
+    status: Optional[str] = typer.Option(None, "--status", help="queued, sent, failed or cancelled."),
+    limit: int = typer.Option(100, "--limit", min=1, max=100000),
+    as_json: bool = JSON,
+):
+    """Messages and their delivery results (never the text of a message carrying a secret).
+
+    Example: b24recover outbox list --status failed
+    """
+    from ..services.outbox import list_messages
+
+    if status not in (None, "queued", "sent", "failed", "cancelled"):
+        raise B24Error("usage", "--status must be queued, sent, failed or cancelled")
+    rows = list_messages(service_ctx(ctx), status, limit)
+    if as_json:
+        render.emit_json({"messages": rows})
+    else:
+        render.table([("id", "Id"), ("channel", "Channel"), ("recipient", "Recipient"), ("template", "Message"),
+                      ("status", "Status"), ("error", "Error"), ("created_at", "Created"), ("sent_at", "Sent")], rows)
+
+
+@outbox_app.command("send")
+@handle_errors
+def outbox_send(ctx: typer.Context, as_json: bool = JSON):
+    """Retry every queued and failed message. Exit 9 if some still fail.
+
+    Example (cron): */5 * * * * b24recover outbox send
+    """
+    from ..services.outbox import send_pending
+
+    result = send_pending(service_ctx(ctx))
+    if as_json:
+        render.emit_json(result)
+    elif result["total"] or render.is_tty():
+        render.info(f"{result['sent']} sent, {result['failed']} failed, {result['cancelled']} cancelled "
+                    f"(of {result['total']}).")
+    if result["failed"]:
+        raise B24Error("delivery_failed", f"{result['failed']} message(s) could not be delivered",
+                       hint="See b24recover outbox list --status failed; they will be retried by the next send.")

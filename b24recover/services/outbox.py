@@ -1,0 +1,136 @@
+"""Messages: queued in the same transaction as what they announce, delivered after commit.
+
+Delivery never runs inside the write lock. A failed delivery leaves the message `failed` with
+the server's answer for `outbox send` to retry; a message whose control string is no longer
+active by the time it goes out is cancelled instead (it would only carry a dead link).
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote, urlsplit
+
+from ..store import outbox as outbox_store
+from ..store import tokens as token_store
+from . import secrets as secret_codec
+from .context import Ctx
+from .views import token_state
+
+
+def recovery_link(ctx: Ctx, *, login: str, lang: str, control_string: str) -> str:
+    """Bitrix's own link (SPEC §3), every value URL-encoded."""
+    settings = ctx.settings
+    return settings.tokens.link_template.format(
+        portal_url=settings.portal_url.rstrip("/"),
+        lang=quote(lang, safe=""),
+        control_string=quote(control_string, safe=""),
+        login=quote(login, safe=""),
+    )
+
+
+def base_params(ctx: Ctx, user) -> dict:
+    return {
+        "login": user["login"],
+        "name": " ".join(p for p in (user["name"], user["last_name"]) if p),
+        "portal_url": ctx.settings.portal_url,
+        "portal_host": urlsplit(ctx.settings.portal_url).hostname or ctx.settings.portal_url,
+        "sender": ctx.settings.sender,
+    }
+
+
+def lang_for(ctx: Ctx, user) -> str:
+    from ..messages import pick_lang
+
+    return pick_lang(user["lang"], ctx.settings.default_lang)
+
+
+def enqueue(ctx: Ctx, conn, *, user, channel: str, template: str, recipient: str, params: dict,
+            token_id: int | None = None, secret: str | None = None) -> int:
+    """Queue a message inside the caller's transaction; a secret goes in sealed, never in clear."""
+    sealed = secret_codec.seal(secret, ctx.key()) if secret else None
+    return outbox_store.insert(
+        conn, user_id=user["id"], token_id=token_id, channel=channel, template=template,
+        lang=lang_for(ctx, user), recipient=recipient, params={**base_params(ctx, user), **params},
+        sealed=sealed, now=ctx.now(),
+    )
+
+
+def _render(ctx: Ctx, conn, msg) -> tuple[object, str | None]:
+    """Build the text of a message; returns (Rendered, reason to cancel or None)."""
+    from ..messages import render
+
+    params = json.loads(msg["params"])
+    if msg["sealed"]:
+        token = token_store.by_id(conn, msg["control_string_id"]) if msg["control_string_id"] else None
+        if token is None or token_state(token, ctx.now()) != "active":
+            state = token_state(token, ctx.now()) if token else "gone"
+            return None, f"control string {state} before delivery"
+        secret = secret_codec.unseal(msg["sealed"], ctx.key())
+        if token["kind"] == "link":
+            params["link"] = recovery_link(ctx, login=params["login"], lang=msg["lang"], control_string=secret)
+        else:
+            params["code"] = secret
+    return render(msg["template"], msg["lang"], params), None
+
+
+def deliver(ctx: Ctx, message_id: int) -> dict:
+    """Send one queued or failed message. Returns {"status", "recipient", "error"}."""
+    from ..delivery import DeliveryError
+
+    store = ctx.store
+    with store.write() as conn:
+        if not outbox_store.claim(conn, message_id, ctx.now()):
+            msg = outbox_store.by_id(conn, message_id)
+            return {"status": msg["status"], "recipient": msg["recipient"], "error": msg["error"]}
+    msg = outbox_store.by_id(store.conn, message_id)
+    rendered, cancel_reason = _render(ctx, store.conn, msg)
+    if cancel_reason:
+        with store.write() as conn:
+            outbox_store.cancel(conn, message_id, cancel_reason)
+        return {"status": "cancelled", "recipient": msg["recipient"], "error": cancel_reason}
+    try:
+        if msg["channel"] == "email":
+            from ..delivery.mail import build_email, send_email
+
+            email = build_email(sender=ctx.settings.sender, recipient=msg["recipient"], subject=rendered.subject,
+                                body=rendered.body, lang=msg["lang"], message_id=_message_id(ctx, msg))
+            send_email(ctx.settings, email)
+        else:
+            from ..delivery.sms import send_sms
+
+            send_sms(ctx.settings, msg["recipient"], rendered.body)
+    except DeliveryError as exc:
+        error = str(exc) or type(exc).__name__
+        with store.write() as conn:
+            outbox_store.mark_failed(conn, message_id, error)
+            login = json.loads(msg["params"]).get("login")
+            ctx.audit(conn, "outbox.failed", login, message=message_id, channel=msg["channel"],
+                      recipient=msg["recipient"], error=error)
+        return {"status": "failed", "recipient": msg["recipient"], "error": error}
+    with store.write() as conn:
+        outbox_store.mark_sent(conn, message_id, ctx.now())
+    return {"status": "sent", "recipient": msg["recipient"], "error": None}
+
+
+def _message_id(ctx: Ctx, msg) -> str:
+    host = urlsplit(ctx.settings.portal_url).hostname or "localhost"
+    return f"b24recover.{msg['id']}.{msg['created_at']}@{host}"
+
+
+def send_pending(ctx: Ctx, progress=None) -> dict:
+    """`outbox send`: retry every queued and failed message."""
+    counts = {"sent": 0, "failed": 0, "cancelled": 0, "skipped": 0}
+    ids = outbox_store.pending_ids(ctx.store.conn)
+    for message_id in ids:
+        result = deliver(ctx, message_id)
+        counts[result["status"] if result["status"] in counts else "skipped"] += 1
+        if progress:
+            progress()
+    counts["total"] = len(ids)
+    return counts
+
+
+def list_messages(ctx: Ctx, status: str | None, limit: int = 100) -> list[dict]:
+    from .views import message_view
+
+    return [message_view(m) for m in outbox_store.listing(ctx.store.conn, status, limit)]

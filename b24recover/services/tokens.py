@@ -1,0 +1,230 @@
+"""Control strings: issue (operator), request (portal), check, revoke, list.
+
+At most one control string per account is active (a partial unique index enforces it); a new
+one supersedes the old. Throttling: one per `resend_interval` and `daily_limit` per 24 h per
+account; operators may pass it with --force, which is audited.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..clock import iso
+from ..errors import B24Error
+from ..store import tokens as token_store
+from ..store import users as user_store
+from . import identifiers as ids
+from . import outbox
+from . import secrets as secret_codec
+from .accounts import get_user
+from .context import Ctx
+from .views import control_string_view, token_state
+
+VIA = ("email", "sms", "qr", "none")
+UNIFORM_ANSWER = ("If an account matches, a message with instructions has been sent to the address on file. "
+                  "Only the most recent message works.")
+
+
+@dataclass
+class Issued:
+    view: dict
+    secret: str | None          # only for qr/none, to be shown once
+    link: str | None
+    message_id: int | None
+
+
+def _throttle(ctx: Ctx, conn, user_id: int) -> None:
+    now, t = ctx.now(), ctx.settings.tokens
+    last = token_store.last_created(conn, user_id)
+    if last is not None and now - last < t.resend_interval:
+        retry = last + t.resend_interval
+        raise B24Error("throttled", f"a control string was sent {now - last} s ago; the next one can be sent at {iso(retry)}",
+                       hint=f"Wait until {iso(retry)}, or pass --force (audited).", retry_after=iso(retry))
+    count, oldest = token_store.count_since(conn, user_id, now - 86400)
+    if count >= t.daily_limit:
+        retry = oldest + 86400
+        raise B24Error("throttled", f"{count} control strings were sent in the last 24 h (limit {t.daily_limit})",
+                       hint=f"Wait until {iso(retry)}, or pass --force (audited).", retry_after=iso(retry))
+
+
+def recipient_for(conn, user, channel: str) -> str:
+    """The confirmed address for a channel, or the reason there is none."""
+    field, code = ("email", "no_email") if channel == "email" else ("phone", "no_phone")
+    if user[field]:
+        return user[field]
+    pending = user_store.pending(conn, user["id"])
+    if pending is not None and pending["channel"] == channel:
+        raise B24Error("pending_link", f"the {field} {pending['address']} of {user['login']} is awaiting confirmation")
+    what = "social-network-only account" if user["password_hash"] is None else "account"
+    raise B24Error(code, f"the {what} {user['login']} has no {field} on file",
+                   hint=f"Link one first: b24recover link {user['login']} --{field} ADDRESS")
+
+
+def create(ctx: Ctx, conn, user, *, via: str, ttl: int | None, purpose: str = "recovery",
+           address: str | None = None, force: bool = False, action: str = "token.issue") -> Issued:
+    """Issue a control string inside the caller's transaction and queue its message."""
+    if user["blocked"]:
+        raise B24Error("blocked", f"the account {user['login']} is blocked; blocked accounts get no control strings")
+    channel = via
+    if address is None and via in ("email", "sms"):
+        address = recipient_for(conn, user, via)
+    if not force:
+        _throttle(ctx, conn, user["id"])
+    kind = "code" if via == "sms" else "link"
+    t = ctx.settings.tokens
+    ttl = ttl if ttl is not None else (t.code_ttl if kind == "code" else t.link_ttl)
+    secret = secret_codec.new_code() if kind == "code" else secret_codec.new_control_string()
+    now = ctx.now()
+    superseded = token_store.supersede_active(conn, user["id"], now)
+    token_id = token_store.insert(
+        conn, user_id=user["id"], kind=kind, channel=channel, purpose=purpose, address=address,
+        secret_hash=secret_codec.digest(kind, secret, user["id"], ctx.key()), now=now, expires_at=now + ttl,
+    )
+    message_id = None
+    if via in ("email", "sms"):
+        if purpose == "link":
+            template = "link_confirm" if kind == "link" else "link_code"
+        else:
+            template = "recovery_link" if kind == "link" else "sms_code"
+        message_id = outbox.enqueue(ctx, conn, user=user, channel=via, template=template, recipient=address,
+                                    params={"ttl_seconds": ttl, "expires_at": now + ttl, "address": address},
+                                    token_id=token_id, secret=secret)
+    ctx.audit(conn, action, user["login"], control_string=token_id, kind=kind, channel=channel, purpose=purpose,
+              recipient=address, ttl=ttl, superseded=superseded, forced=force, message=message_id)
+    view = control_string_view(token_store.by_id(conn, token_id), user["login"], now)
+    shown = secret if via in ("qr", "none") else None
+    link = outbox.recovery_link(ctx, login=user["login"], lang=outbox.lang_for(ctx, user),
+                                control_string=secret) if shown else None
+    return Issued(view=view, secret=shown, link=link, message_id=message_id)
+
+
+def _finish_delivery(ctx: Ctx, issued: Issued) -> dict:
+    if issued.message_id is None:
+        return issued.view
+    result = outbox.deliver(ctx, issued.message_id)
+    issued.view["delivery"] = {"status": result["status"], "recipient": result["recipient"]}
+    if result["error"]:
+        issued.view["delivery"]["error"] = result["error"]
+    return issued.view
+
+
+def issue(ctx: Ctx, login: str, via: str, ttl: int | None = None, force: bool = False) -> Issued:
+    """`token issue`: an operator sends a control string. Delivery happens after the commit."""
+    if via not in VIA:
+        raise B24Error("usage", f"--via must be one of {', '.join(VIA)}")
+    if ttl is not None and not 0 < ttl <= 30 * 86400:
+        raise B24Error("usage", "--ttl must be between 1 s and 30 d")
+    with ctx.store.write() as conn:
+        user = get_user(conn, login)
+        issued = create(ctx, conn, user, via=via, ttl=ttl, force=force)
+    _finish_delivery(ctx, issued)
+    if issued.link:
+        issued.view["link"] = issued.link
+    return issued
+
+
+def _resolve_identifier(ctx: Ctx, conn, identifier: str):
+    """(account or None, channel) for what a person typed into "Forgot your password?"."""
+    text = identifier.strip()
+    if ids.looks_like_email(text):
+        key = ids.email_lookup_key(text)
+        user = user_store.by_email_key(conn, key) if key else None
+        return (user or user_store.by_login_key(conn, ids.login_key(text))), "email"
+    phone = ids.phone_lookup_key(text, ctx.settings.default_country) if ids.looks_like_phone(text) else None
+    if phone:
+        user = user_store.by_phone(conn, phone)
+        if user is not None:
+            return user, "sms"
+    return user_store.by_login_key(conn, ids.login_key(text)), "email"
+
+
+def request(ctx: Ctx, identifier: str) -> dict:
+    """`token request`: the portal's form. The same answer whatever happened; the reason is audited."""
+    try:
+        identifier = ids.clean_text(identifier, "the identifier", max_len=320, allow_empty=False)
+    except B24Error:
+        identifier = None
+    issued = None
+    with ctx.store.write() as conn:
+        user, channel = _resolve_identifier(ctx, conn, identifier) if identifier else (None, "email")
+        try:
+            if user is None:
+                raise B24Error("not_found", "no account matches")
+            issued = create(ctx, conn, user, via=channel, ttl=None, action="token.request")
+        except B24Error as exc:
+            ctx.audit(conn, "token.request.refused", user["login"] if user else None, reason=exc.code,
+                      channel=channel, identifier=(identifier or "")[:320])
+    if issued is not None:
+        _finish_delivery(ctx, issued)
+    return {"status": "accepted", "message": UNIFORM_ANSWER}
+
+
+def revoke(ctx: Ctx, login: str, reason: str | None = None) -> dict:
+    reason = ids.clean_text(reason or "", "the reason", max_len=500) or "revoked by operator"
+    with ctx.store.write() as conn:
+        user = get_user(conn, login)
+        count = token_store.revoke_active(conn, user["id"], ctx.now(), reason)
+        ctx.audit(conn, "token.revoke", user["login"], revoked=count, reason=reason)
+    return {"login": user["login"], "revoked": count}
+
+
+STATES = ("active", "superseded", "used", "revoked", "expired", "all")
+
+
+def list_tokens(ctx: Ctx, login: str | None, state: str = "all", limit: int = 200) -> list[dict]:
+    if state not in STATES:
+        raise B24Error("usage", f"--state must be one of {', '.join(STATES)}")
+    conn = ctx.store.conn
+    user_id = get_user(conn, login)["id"] if login else None
+    states = None if state == "all" else (state,)
+    now = ctx.now()
+    return [control_string_view(r, r["login"], now) for r in token_store.for_user(conn, user_id, states, now, limit)]
+
+
+# ---- using a control string ------------------------------------------------------------------
+
+REFUSALS = {
+    "superseded": ("control_string_superseded",
+                   "Incorrect control word: a newer request was sent after this one, so this link or code no longer works"),
+    "used": ("control_string_used", "this control string was already used"),
+    "revoked": ("control_string_revoked", "this control string was revoked"),
+    "expired": ("control_string_expired", "this control string has expired"),
+}
+
+
+def refusal(row, now: int) -> B24Error:
+    """The error that tells a person exactly why a matching control string does not work."""
+    state = token_state(row, now)
+    if state == "revoked" and row["end_reason"] == "too_many_attempts":
+        return B24Error("too_many_attempts", "this code was entered wrongly too many times and no longer works")
+    code, message = REFUSALS[state]
+    return B24Error(code, message)
+
+
+def incorrect() -> B24Error:
+    return B24Error("control_string_incorrect", "Incorrect control word: this control string or code is not valid for this login")
+
+
+def find(ctx: Ctx, conn, user, secret: str):
+    """The control string row a secret matches for this account (newest), or None."""
+    kind = secret_codec.shape_of(secret)
+    if kind is None or user is None:
+        # Same work as a real look-up, so an unknown login is not told apart by time.
+        token_store.matching(conn, -1, secret_codec.digest("code", "000000", -1, ctx.key()))
+        return None
+    return token_store.matching(conn, user["id"], secret_codec.digest(kind, secret, user["id"], ctx.key()))
+
+
+def check(ctx: Ctx, login: str, secret: str) -> dict:
+    """`token check`: the state of a control string, without using it or counting a try."""
+    conn = ctx.store.conn
+    user = get_user(conn, login)
+    row = find(ctx, conn, user, secret)
+    if row is None:
+        raise incorrect()
+    view = control_string_view(row, user["login"], ctx.now())
+    if view["state"] != "active":
+        err = refusal(row, ctx.now())
+        err.details["control_string"] = view
+        raise err
+    return view
