@@ -101,6 +101,11 @@ app.add_typer(tokens.app, name="token", help="Request, issue, list, check and re
 app.add_typer(tokens.outbox_app, name="outbox", help="Messages and their delivery; retry the failed ones.")
 app.command("redeem")(handle_errors(tokens.redeem))
 
+from . import helpdesk  # noqa: E402
+
+app.command("link")(handle_errors(helpdesk.link))
+app.command("diagnose")(handle_errors(helpdesk.diagnose))
+
 from . import policy  # noqa: E402
 
 app.add_typer(policy.app, name="policy", help="Show the password policy or check a password against it.")

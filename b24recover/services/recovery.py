@@ -16,6 +16,7 @@ from . import secrets as secret_codec
 from .accounts import check_free
 from .context import Ctx
 from .credentials import prepare_password, store_password
+from .linking import notify_other_address
 from .tokens import find, incorrect, refusal
 from .views import token_state
 
@@ -93,24 +94,15 @@ def _confirm_pending(ctx: Ctx, conn, user, row) -> str | None:
     return pending["address"]
 
 
-def mask(address: str) -> str:
-    if "@" in address:
-        local, _, domain = address.partition("@")
-        return (local[:1] + "***@" + domain) if local else address
-    return address[:4] + "***" + address[-2:]
-
-
 def _queue_notices(ctx: Ctx, conn, user, confirmed: str | None) -> list[int]:
     """"Your password was changed" to the account's address; a linked-address notice to the other one."""
-    ids_ = []
+    queued = []
     target = ("email", user["email"]) if user["email"] else ("sms", user["phone"]) if user["phone"] else None
     if target:
-        ids_.append(outbox.enqueue(ctx, conn, user=user, channel=target[0], template="password_changed",
-                                   recipient=target[1], params={"changed_at": ctx.now()}))
+        queued.append(outbox.enqueue(ctx, conn, user=user, channel=target[0], template="password_changed",
+                                     recipient=target[1], params={"changed_at": ctx.now()}))
     if confirmed:
-        other = user["phone"] if confirmed == user["email"] else user["email"]
-        channel = "sms" if confirmed == user["email"] else "email"
-        if other:
-            ids_.append(outbox.enqueue(ctx, conn, user=user, channel=channel, template="address_linked",
-                                       recipient=other, params={"address": mask(confirmed), "changed_at": ctx.now()}))
-    return ids_
+        notice = notify_other_address(ctx, conn, user, confirmed)
+        if notice is not None:
+            queued.append(notice)
+    return queued

@@ -33,17 +33,23 @@ class Issued:
     message_id: int | None
 
 
-def _throttle(ctx: Ctx, conn, user_id: int) -> None:
+def throttled_until(ctx: Ctx, conn, user_id: int) -> tuple[int, str] | None:
+    """When the account may get its next control string, if it may not now: (epoch, why)."""
     now, t = ctx.now(), ctx.settings.tokens
     last = token_store.last_created(conn, user_id)
     if last is not None and now - last < t.resend_interval:
-        retry = last + t.resend_interval
-        raise B24Error("throttled", f"a control string was sent {now - last} s ago; the next one can be sent at {iso(retry)}",
-                       hint=f"Wait until {iso(retry)}, or pass --force (audited).", retry_after=iso(retry))
+        return last + t.resend_interval, f"a control string was sent {now - last} s ago"
     count, oldest = token_store.count_since(conn, user_id, now - 86400)
     if count >= t.daily_limit:
-        retry = oldest + 86400
-        raise B24Error("throttled", f"{count} control strings were sent in the last 24 h (limit {t.daily_limit})",
+        return oldest + 86400, f"{count} control strings were sent in the last 24 h (limit {t.daily_limit})"
+    return None
+
+
+def _throttle(ctx: Ctx, conn, user_id: int) -> None:
+    until = throttled_until(ctx, conn, user_id)
+    if until is not None:
+        retry, why = until
+        raise B24Error("throttled", f"{why}; the next one can be sent at {iso(retry)}",
                        hint=f"Wait until {iso(retry)}, or pass --force (audited).", retry_after=iso(retry))
 
 
@@ -61,14 +67,15 @@ def recipient_for(conn, user, channel: str) -> str:
 
 
 def create(ctx: Ctx, conn, user, *, via: str, ttl: int | None, purpose: str = "recovery",
-           address: str | None = None, force: bool = False, action: str = "token.issue") -> Issued:
+           address: str | None = None, force: bool = False, action: str = "token.issue",
+           throttle: bool = True) -> Issued:
     """Issue a control string inside the caller's transaction and queue its message."""
     if user["blocked"]:
         raise B24Error("blocked", f"the account {user['login']} is blocked; blocked accounts get no control strings")
     channel = via
     if address is None and via in ("email", "sms"):
         address = recipient_for(conn, user, via)
-    if not force:
+    if throttle and not force:
         _throttle(ctx, conn, user["id"])
     kind = "code" if via == "sms" else "link"
     t = ctx.settings.tokens
@@ -98,7 +105,7 @@ def create(ctx: Ctx, conn, user, *, via: str, ttl: int | None, purpose: str = "r
     return Issued(view=view, secret=shown, link=link, message_id=message_id)
 
 
-def _finish_delivery(ctx: Ctx, issued: Issued) -> dict:
+def finish_delivery(ctx: Ctx, issued: Issued) -> dict:
     if issued.message_id is None:
         return issued.view
     result = outbox.deliver(ctx, issued.message_id)
@@ -117,7 +124,7 @@ def issue(ctx: Ctx, login: str, via: str, ttl: int | None = None, force: bool = 
     with ctx.store.write() as conn:
         user = get_user(conn, login)
         issued = create(ctx, conn, user, via=via, ttl=ttl, force=force)
-    _finish_delivery(ctx, issued)
+    finish_delivery(ctx, issued)
     if issued.link:
         issued.view["link"] = issued.link
     return issued
@@ -155,7 +162,7 @@ def request(ctx: Ctx, identifier: str) -> dict:
             ctx.audit(conn, "token.request.refused", user["login"] if user else None, reason=exc.code,
                       channel=channel, identifier=(identifier or "")[:320])
     if issued is not None:
-        _finish_delivery(ctx, issued)
+        finish_delivery(ctx, issued)
     return {"status": "accepted", "message": UNIFORM_ANSWER}
 
 

@@ -1,0 +1,64 @@
+"""`link` and `diagnose`: the helpdesk's commands."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from . import render
+from .runtime import service_ctx
+
+
+def link(
+    ctx: typer.Context,
+    login: str = typer.Argument(...),
+    email: Optional[str] = typer.Option(None, "--email", help="Attach this email."),
+    phone: Optional[str] = typer.Option(None, "--phone", help="Attach this phone number."),
+    social: Optional[str] = typer.Option(None, "--social", metavar="PROVIDER:SUBJECT", help="Attach a social identity."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Attach at once without confirmation (audited)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+):
+    """Attach an email, phone or social identity to an account.
+
+    By default the address stays pending and a control string goes to it; redeeming it confirms
+    the address and sets the password (the way in for social-network-only accounts).
+
+    Examples: b24recover link vk_123 --email ivan@example.com;
+    b24recover link anna --phone "+7 912 345-67-89" --no-verify
+    """
+    from ..errors import B24Error
+    from ..services.linking import link as do_link
+
+    result = do_link(service_ctx(ctx), login, email=email, phone=phone, social=social, no_verify=no_verify)
+    if as_json:
+        render.emit_json(result)
+    elif result["state"] == "pending":
+        d = result.get("delivery") or {}
+        render.info(f"{result['address']} is pending for {result['login']}; a control string was sent to it "
+                    f"({d.get('status')}). Redeeming it confirms the address and sets the password.")
+    else:
+        render.info(f"{result['address']} is linked to {result['login']}.")
+    delivery = result.get("delivery")
+    if delivery and delivery["status"] == "failed":
+        raise B24Error("delivery_failed", f"delivery to {delivery['recipient']} failed: {delivery.get('error')}")
+
+
+def diagnose(
+    ctx: typer.Context,
+    login: str = typer.Argument(...),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+):
+    """The helpdesk view: why this person cannot get in, and what to do, in order.
+
+    Example: b24recover diagnose anna
+    """
+    from ..services.diagnose import diagnose as do_diagnose
+
+    result = do_diagnose(service_ctx(ctx), login)
+    if as_json:
+        render.emit_json(result)
+        return
+    typer.echo(f"{result['login']}:")
+    for number, f in enumerate(result["findings"], start=1):
+        typer.echo(f"{number}. [{f['code']}] {f['message']}\n   -> {f['action']}")
