@@ -38,6 +38,8 @@ class PolicySettings:
     PASSWORD_PUNCTUATION: bool = False
     PASSWORD_UNIQUE_COUNT: int = 5
     max_length: int = 256
+    # Keys the config file wrote, so a preset does not override them (see services.policy.effective).
+    explicit: frozenset | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -146,12 +148,18 @@ def load_settings(config_path: str | None, db_path: str) -> Settings:
             if key == "policy" and "CHECKWORD_TIMEOUT" in section:
                 # Bitrix's name for the link lifetime, in minutes.
                 settings.tokens.link_ttl = int(section.pop("CHECKWORD_TIMEOUT")) * 60
+            if "explicit" in section:
+                raise B24Error("config_invalid", f"unknown setting [{key}] explicit")
             _fill(sections[key], section, f"[{key}] ")
+            if key == "policy":
+                settings.policy.explicit = frozenset(section)
         elif key == "hashing":
             rounds = dict(value).get("bcrypt_rounds", settings.bcrypt_rounds)
             if not isinstance(rounds, int) or not 4 <= rounds <= 31:
                 raise B24Error("config_invalid", "[hashing] bcrypt_rounds must be a whole number from 4 to 31")
             settings.bcrypt_rounds = rounds
+        elif key in ("db_path", "bcrypt_rounds"):
+            raise B24Error("config_invalid", f"unknown setting {key}" + (" (it belongs in [hashing])" if key == "bcrypt_rounds" else ""))
         else:
             top[key] = value
     _fill(settings, top, "")

@@ -133,8 +133,9 @@ def add_user(ctx: Ctx, acc: NewAccount, password=None) -> dict:
     with ctx.store.write() as conn:
         user_id = insert_account(ctx, conn, acc)
         if password is not None:
-            user_store.add_history(conn, user_id, password.digest, ctx.now(),
-                                   keep=max(ctx.settings.policy.PASSWORD_UNIQUE_COUNT, 1))
+            from .credentials import history_size
+
+            user_store.add_history(conn, user_id, password.digest, ctx.now(), keep=history_size(ctx))
         return account_view(conn, user_store.by_id(conn, user_id))
 
 

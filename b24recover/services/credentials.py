@@ -10,7 +10,7 @@ from ..store import tokens as token_store
 from ..store import users as user_store
 from .context import Ctx
 from .passwords import hash_password
-from .policy import enforce, history_digest
+from .policy import effective, enforce, history_digest
 
 
 @dataclass
@@ -35,11 +35,16 @@ def prepare_password(ctx: Ctx, password: str, user=None, **fields) -> NewPasswor
                        digest=history_digest(ctx.key(), password))
 
 
+def history_size(ctx: Ctx) -> int:
+    """How many previous passwords are remembered (the preset may set it)."""
+    return max(effective(ctx.settings.policy).PASSWORD_UNIQUE_COUNT, 1)
+
+
 def store_password(ctx: Ctx, conn, user_id: int, new: NewPassword, *, must_change: bool = False,
                    reason: str = "password_changed") -> int:
     """Write a new password; every active control string stops working (Bitrix behaviour)."""
     now = ctx.now()
     user_store.update(conn, user_id, {"password_hash": new.hash, "password_changed_at": now, "updated_at": now,
                                       "must_change_password": int(must_change), "failed_attempts": 0})
-    user_store.add_history(conn, user_id, new.digest, now, keep=max(ctx.settings.policy.PASSWORD_UNIQUE_COUNT, 1))
+    user_store.add_history(conn, user_id, new.digest, now, keep=history_size(ctx))
     return token_store.revoke_active(conn, user_id, now, reason)
