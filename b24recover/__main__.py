@@ -9,10 +9,11 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     # Everything we create (store, key, outbox, --out files) is private to the owner.
     os.umask(0o077)
-    from .cli.app import app
+    from .cli.app import command_named, make_app
 
+    args = sys.argv[1:] if argv is None else argv
     try:
-        app(args=argv, prog_name="b24recover")
+        make_app(only=command_named(args))(args=args, prog_name="b24recover")
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:

@@ -22,15 +22,6 @@ Examples:
   b24recover token request anna@example.com
 """
 
-app = typer.Typer(
-    help=HELP,
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
 
 def _version(value: bool):
     if value:
@@ -38,7 +29,6 @@ def _version(value: bool):
         raise typer.Exit()
 
 
-@app.callback()
 def root(
     ctx: typer.Context,
     db: str = typer.Option("b24recover.db", "--db", envvar="B24RECOVER_DB", help="The SQLite store."),
@@ -54,8 +44,6 @@ def root(
         ctx.obj.db, ctx.obj.config, ctx.obj.actor = db, config, actor
 
 
-@app.command()
-@handle_errors
 def init(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     """Create or upgrade the store (idempotent) and the secret key file beside it.
 
@@ -72,8 +60,6 @@ def init(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=
                        ("outbox", result["outbox"])], title="Store ready.")
 
 
-@app.command()
-@handle_errors
 def lookup(
     ctx: typer.Context,
     query: str = typer.Argument(..., help="A login, email, phone number (any spelling) or name."),
@@ -94,18 +80,67 @@ def lookup(
         render.table(render.ACCOUNT_COLUMNS, matches)
 
 
-from . import tokens, users  # noqa: E402  (registers the command groups)
+# Every command, registered lazily: a run builds only the command it was asked for, so typer
+# turns one function signature into click parameters instead of all of them (start-up time).
+# name -> (module in b24recover.cli or None for this one, attribute, group help or None)
+COMMANDS: dict[str, tuple[str | None, str, str | None]] = {
+    "init": (None, "init", None),
+    "user": ("users", "app", "Add, import, show, list, update, block and unblock accounts."),
+    "lookup": (None, "lookup", None),
+    "token": ("tokens", "app", "Request, issue, list, check and revoke control strings."),
+    "redeem": ("tokens", "redeem", None),
+    "reset": ("reset", "reset", None),
+    "bulk": ("reset", "bulk_app", "Reset many accounts at once."),
+    "passwd": ("reset", "passwd", None),
+    "link": ("helpdesk", "link", None),
+    "diagnose": ("helpdesk", "diagnose", None),
+    "outbox": ("tokens", "outbox_app", "Messages and their delivery; retry the failed ones."),
+    "policy": ("policy", "app", "Show the password policy or check a password against it."),
+}
+_GLOBAL_WITH_VALUE = ("--db", "--config", "--actor")
 
-app.add_typer(users.app, name="user", help="Add, import, show, list, update, block and unblock accounts.")
-app.add_typer(tokens.app, name="token", help="Request, issue, list, check and revoke control strings.")
-app.add_typer(tokens.outbox_app, name="outbox", help="Messages and their delivery; retry the failed ones.")
-app.command("redeem")(handle_errors(tokens.redeem))
 
-from . import helpdesk  # noqa: E402
+def make_app(only: str | None = None) -> typer.Typer:
+    """The root command with every command, or with just `only` when that names one."""
+    import importlib
 
-app.command("link")(handle_errors(helpdesk.link))
-app.command("diagnose")(handle_errors(helpdesk.diagnose))
+    root_app = typer.Typer(
+        help=HELP,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    root_app.callback()(root)
+    for name, (module, attr, group_help) in COMMANDS.items():
+        if only in COMMANDS and name != only:
+            continue
+        owner = importlib.import_module(f"{__package__}.{module}") if module else globals()
+        target = owner[attr] if module is None else getattr(owner, attr)
+        if group_help is None:
+            root_app.command(name)(handle_errors(target))
+        else:
+            root_app.add_typer(target, name=name, help=group_help)
+    return root_app
 
-from . import policy  # noqa: E402
 
-app.add_typer(policy.app, name="policy", help="Show the password policy or check a password against it.")
+def command_named(argv: list[str]) -> str | None:
+    """The command word in argv, skipping the global options (and their values)."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _GLOBAL_WITH_VALUE:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def __getattr__(name: str):
+    if name == "app":  # the full application, for tests and documentation
+        full = make_app()
+        globals()["app"] = full
+        return full
+    raise AttributeError(name)
