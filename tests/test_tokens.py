@@ -219,3 +219,26 @@ def test_secrets_never_reach_the_database(store, db_path, clock):
     for s in (secret, link_secret, NEW_PASSWORD, GOOD_PASSWORD):
         assert s.encode() not in raw
     assert code.encode() not in raw or raw.count(code.encode()) == 0
+
+
+def test_qr_draws_the_link_and_prints_it_under(store):
+    add_user(store, "anna", "--email", "anna@example.com")
+    r = store("token", "issue", "anna", "--via", "qr")
+    assert r.exit_code == 0, r.stderr
+    lines = r.stdout.rstrip("\n").splitlines()
+    assert lines[-1].startswith("https://portal.example.com/auth/index.php?change_password=yes")
+    assert sum("█" in line or "▀" in line or "▄" in line for line in lines) > 10
+    listed = store("token", "list", "anna", "--json").json["control_strings"]
+    assert listed[0]["channel"] == "qr" and link_parts(lines[-1])[1] not in str(listed)
+
+
+def test_request_by_phone_sends_an_sms_code(store, db_path):
+    from tokenhelp import last_sms
+    add_user(store, "anna", "--phone", "+79123456789", "--lang", "it")
+    assert store("token", "request", "8 912 345 67 89").exit_code == 0
+    to, text = last_sms(db_path)
+    assert to == "+79123456789" and re.search(r"\b\d{6}\b", text)
+    tokens = store("token", "list", "anna", "--json").json["control_strings"]
+    assert tokens[0]["kind"] == "code" and tokens[0]["channel"] == "sms"
+    outbox = store("outbox", "list", "--json").stdout
+    assert last_code(db_path) not in outbox
