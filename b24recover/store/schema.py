@@ -141,6 +141,28 @@ CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 """,
     ),
+    (
+        "0002_bulk_jobs",
+        """
+-- One row per `bulk reset` input (mode + sorted login keys), so a re-run after a crash
+-- resumes the same job instead of resetting accounts a second time.
+CREATE TABLE bulk_jobs (
+    id INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL UNIQUE,
+    mode TEXT NOT NULL CHECK (mode IN ('control-string', 'temporary-password')),
+    created_at INTEGER NOT NULL,
+    finished_at INTEGER
+);
+CREATE TABLE bulk_items (
+    job_id INTEGER NOT NULL REFERENCES bulk_jobs(id) ON DELETE CASCADE,
+    login_key TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('done', 'skipped', 'failed')),
+    reason TEXT,
+    done_at INTEGER NOT NULL,
+    PRIMARY KEY (job_id, login_key)
+);
+""",
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,502 @@
+"""`bulk reset`: many accounts at once, resumable after a crash.
+
+Input: logins one per line (blank lines and `#` comments skipped), or a CSV file whose header
+has a `login` column (any letter case, so a Bitrix `b_user` export with LOGIN works). A header
+that is exactly `login` is read as a header, not as an account called "login".
+
+One job per input: its fingerprint is the SHA-256 of the mode and the sorted login keys, and
+every account handled is recorded in `bulk_items` in the same transaction as the change itself.
+Running the same input again therefore resumes the job: accounts already done are skipped
+("done in an earlier run"), the failed and skipped ones are tried again. `restart=True` forgets
+the job and starts over (a deliberate second reset of the same list).
+
+Modes:
+- control-string: each account gets a control string by email (or SMS when it has only a phone),
+  queued in the transaction and delivered after it; the throttle applies unless `force`. Blocked
+  accounts are skipped (they get no control strings).
+- temporary-password: a random policy-compliant password per account, `must_change_password`
+  set. Passwords are hashed in parallel by a thread pool (pyca/bcrypt releases the GIL), a chunk
+  at a time and always outside the write lock; the chunk is then stored in one short
+  transaction. `login,password` lines go only into the `--out` file (0600, never a symlink).
+
+Crash order in temporary-password mode, per chunk: the lines are appended to the --out file and
+fsync'ed inside the transaction, just before its commit. Killed before the commit, the file
+holds lines whose passwords were never stored; the re-run sees those accounts as not done,
+draws new passwords and appends new lines. So in the --out file **the last line for a login is
+the password in force**; earlier lines for the same login are void. Killed after the commit,
+nothing is lost: the lines are already on disk. Re-run with the same --out file.
+
+Exit code of a run (chosen by the CLI): 0 when nothing failed, otherwise the exit code of the
+first failed row in input order (e.g. 3 for an unknown login, 5 for a malformed row, 7 when the
+throttle refused, 9 when a control string was issued but its message could not be delivered).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import os
+import stat
+from dataclasses import dataclass, field
+from typing import BinaryIO, Callable, Iterator
+
+from ..errors import B24Error
+from ..store import users as user_store
+from . import identifiers as ids
+from . import notices
+from . import outbox
+from .context import Ctx
+from .credentials import prepare_password, store_password
+
+MODES = ("control-string", "temporary-password")
+CHUNK = 64
+MAX_LINE = 64 * 1024  # longer input lines are reported, not kept in memory
+DONE_EARLIER = "done in an earlier run of this job"
+DONE_MEANWHILE = "done meanwhile by another run of this job"
+
+
+@dataclass
+class Row:
+    line: int
+    login: str
+    key: str
+
+
+@dataclass
+class Summary:
+    mode: str
+    job: int | None = None
+    resumed: bool = False
+    total: int = 0
+    done: int = 0
+    skipped: list[dict] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)
+
+    def skip(self, row: Row, reason: str) -> None:
+        self.skipped.append({"login": row.login, "line": row.line, "reason": reason})
+
+    def fail(self, login: str, line: int, code: str, reason: str) -> None:
+        self.failed.append({"login": login, "line": line, "code": code, "reason": reason})
+
+    def as_dict(self) -> dict:
+        by_line = lambda item: item["line"]  # noqa: E731
+        return {"mode": self.mode, "job": self.job, "resumed": self.resumed, "total": self.total,
+                "done": self.done, "skipped": sorted(self.skipped, key=by_line),
+                "failed": sorted(self.failed, key=by_line)}
+
+
+# ---- reading the input ------------------------------------------------------------------------
+
+def _shown(text: str) -> str:
+    """A login as it may be echoed back: control characters and undecodable bytes escaped."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text[:255])
+
+
+def _lines(stream: BinaryIO) -> Iterator[tuple[int, str | None]]:
+    """(line number, text) for every input line; text is None for a line too long to keep.
+    Undecodable bytes survive as surrogate escapes so the row can be reported, not crash."""
+    number = 0
+    while True:
+        raw = stream.readline(MAX_LINE + 1)
+        if not raw:
+            return
+        number += 1
+        if len(raw) > MAX_LINE and not raw.endswith(b"\n"):
+            while raw and not raw.endswith(b"\n"):
+                raw = stream.readline(MAX_LINE + 1)
+            yield number, None
+            continue
+        if number == 1:
+            raw = raw.removeprefix(b"\xef\xbb\xbf")
+        yield number, raw.decode("utf-8", "surrogateescape").rstrip("\r\n")
+
+
+def _header_column(text: str) -> int | None:
+    """The index of the `login` column when this line is a CSV header, else None."""
+    try:
+        fields = next(csv.reader([text]))
+    except (csv.Error, StopIteration):
+        return None
+    names = [f.strip().lower() for f in fields]
+    return names.index("login") if "login" in names else None
+
+
+def _validate(summary: Summary, seen: dict[str, int], number: int, text: str | None) -> Row | None:
+    if text is None:
+        summary.fail("", number, "invalid_input", f"line {number}: longer than {MAX_LINE} bytes")
+        return None
+    login = text.strip()
+    try:
+        if any("\udc80" <= ch <= "\udcff" for ch in login):
+            raise B24Error("invalid_input", "the login is not valid UTF-8")
+        login = ids.clean_text(login, "the login", allow_empty=False)
+    except B24Error as exc:
+        summary.fail(_shown(login), number, exc.code, f"line {number}: {exc.message}")
+        return None
+    row = Row(number, login, ids.login_key(login))
+    if row.key in seen:
+        summary.skip(row, f"line {number}: the same login as line {seen[row.key]}")
+        return None
+    seen[row.key] = number
+    return row
+
+
+def _meaningful(text: str | None) -> bool:
+    return text is None or bool(text.strip()) and not text.lstrip().startswith("#")
+
+
+def _csv_field(text: str | None, column: int) -> str | None:
+    """The login field of one CSV line. Logins never span lines (no control characters), so
+    each line is one record; an unbalanced quote is reported rather than swallowing the rest."""
+    if text is None:
+        return None
+    if text.count('"') % 2:
+        raise B24Error("invalid_input", "unbalanced quote")
+    try:
+        fields = next(csv.reader([text]), [])
+    except csv.Error as exc:
+        raise B24Error("invalid_input", f"not a CSV record ({exc})") from None
+    return fields[column] if column < len(fields) else ""
+
+
+def read_logins(stream: BinaryIO, summary: Summary) -> list[Row]:
+    """Parse the input line by line; malformed rows go to summary.failed, duplicates to skipped."""
+    rows: list[Row] = []
+    seen: dict[str, int] = {}
+    column = None
+    first = True
+    for number, text in _lines(stream):
+        if not _meaningful(text):
+            continue
+        if first:
+            first = False
+            column = _header_column(text) if text is not None else None
+            if column is not None:
+                continue
+        if column is not None:
+            try:
+                text = _csv_field(text, column)
+            except B24Error as exc:
+                summary.fail(_shown(text), number, exc.code, f"line {number}: {exc.message}")
+                continue
+        row = _validate(summary, seen, number, text)
+        if row:
+            rows.append(row)
+    return rows
+
+
+def fingerprint(mode: str, keys: list[str]) -> str:
+    payload = mode + "\n" + "\n".join(sorted(keys))
+    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# ---- the job and its items (bulk_jobs / bulk_items) -------------------------------------------
+
+def _start_job(ctx: Ctx, mode: str, keys: list[str], restart: bool) -> tuple[int, bool, dict[str, str]]:
+    """The job for this input (created or found) and the status of every item already recorded."""
+    digest = fingerprint(mode, keys)
+    with ctx.store.write() as conn:
+        job = conn.execute("SELECT id FROM bulk_jobs WHERE fingerprint = ?", (digest,)).fetchone()
+        if job is not None and restart:
+            conn.execute("DELETE FROM bulk_items WHERE job_id = ?", (job["id"],))
+            conn.execute("DELETE FROM bulk_jobs WHERE id = ?", (job["id"],))
+            job = None
+        if job is None:
+            cur = conn.execute("INSERT INTO bulk_jobs (fingerprint, mode, created_at) VALUES (?, ?, ?)",
+                               (digest, mode, ctx.now()))
+            return cur.lastrowid, False, {}
+        items = conn.execute("SELECT login_key, status FROM bulk_items WHERE job_id = ?", (job["id"],))
+        return job["id"], True, {r["login_key"]: r["status"] for r in items}
+
+
+def _mark(ctx: Ctx, conn, job_id: int, key: str, status: str, reason: str | None = None) -> None:
+    conn.execute(
+        "INSERT INTO bulk_items (job_id, login_key, status, reason, done_at) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (job_id, login_key) DO UPDATE SET status = excluded.status,"
+        " reason = excluded.reason, done_at = excluded.done_at",
+        (job_id, key, status, reason, ctx.now()),
+    )
+
+
+def _done_meanwhile(conn, job_id: int, key: str) -> bool:
+    """Checked inside the write transaction: a second run of the same job started at the same
+    time may have done this account since we read the job; it must not be done twice."""
+    row = conn.execute("SELECT status FROM bulk_items WHERE job_id = ? AND login_key = ?", (job_id, key)).fetchone()
+    return row is not None and row["status"] == "done"
+
+
+def _finish_job(ctx: Ctx, summary: Summary, reason: str | None, forced: bool) -> None:
+    with ctx.store.write() as conn:
+        conn.execute("UPDATE bulk_jobs SET finished_at = ? WHERE id = ?", (ctx.now(), summary.job))
+        ctx.audit(conn, "bulk.reset", None, job=summary.job, mode=summary.mode, resumed=summary.resumed,
+                  total=summary.total, done=summary.done, skipped=len(summary.skipped),
+                  failed=len(summary.failed), forced=forced, reason=reason)
+
+
+class _Item:
+    """One account moving through a chunk inside a savepoint: a B24Error undoes only this row."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def __enter__(self):
+        self.conn.execute("SAVEPOINT bulk_item")
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and issubclass(exc_type, B24Error):
+            self.conn.execute("ROLLBACK TO bulk_item")
+        self.conn.execute("RELEASE bulk_item")
+        return False
+
+
+# ---- the --out file ---------------------------------------------------------------------------
+
+def open_out(path: str) -> int:
+    """Open the passwords file for appending: created 0600; an existing one must be a regular
+    0600 file, never a symbolic link (O_NOFOLLOW closes the race between check and open)."""
+    try:
+        before = os.lstat(path)
+    except FileNotFoundError:
+        before = None
+    except OSError as exc:
+        raise B24Error("invalid_input", f"cannot use --out {path}: {exc.strerror}") from None
+    if before is not None:
+        if stat.S_ISLNK(before.st_mode):
+            raise B24Error("invalid_input", f"--out {path} is a symbolic link; passwords are never written through one",
+                           hint="Name a new file, or the real file itself.")
+        if not stat.S_ISREG(before.st_mode):
+            raise B24Error("invalid_input", f"--out {path} is not a regular file")
+        if stat.S_IMODE(before.st_mode) != 0o600:
+            raise B24Error("invalid_input", f"--out {path} exists with mode {stat.S_IMODE(before.st_mode):04o}; "
+                           "passwords go only into a file readable by its owner alone (0600)",
+                           hint=f"chmod 600 {path}, or name a new file.")
+    flags = os.O_CREAT | os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        raise B24Error("invalid_input", f"cannot open --out {path}: {exc.strerror}") from None
+    try:
+        if before is None:
+            os.fchmod(fd, 0o600)  # whatever the umask was
+        after = os.fstat(fd)
+        if not stat.S_ISREG(after.st_mode) or stat.S_IMODE(after.st_mode) != 0o600:
+            raise B24Error("invalid_input", f"--out {path} changed while it was opened; refusing to write to it")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _append_lines(fd: int, pairs: list[tuple[str, str]]) -> None:
+    """login,password lines (CSV-quoted when a login needs it), on disk before the caller commits."""
+    if not pairs:
+        return
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerows(pairs)
+    data = buffer.getvalue().encode("utf-8")
+    while data:
+        written = os.write(fd, data)
+        data = data[written:]
+    os.fsync(fd)
+
+
+# ---- the modes --------------------------------------------------------------------------------
+
+@dataclass
+class _Pending:
+    row: Row
+    user: object = None
+    password: str | None = None
+    future: object = None
+    new: object = None  # the NewPassword once hashed
+    error: B24Error | None = None
+
+
+def _not_found(row: Row) -> B24Error:
+    return B24Error("not_found", f"line {row.line}: no account with the login {row.login!r}")
+
+
+def _hash_chunk(ctx: Ctx, wctx: Ctx, pool, rows: list[Row]) -> list[_Pending]:
+    """Draw the passwords (policy with history, here where the store is), hash them on the pool
+    and wait for all of them. Workers get a context without the store: an sqlite3 connection
+    stays in its own thread. Returns before any write transaction is begun."""
+    from .admin import generate_password
+
+    chunk = []
+    for row in rows:
+        item = _Pending(row)
+        item.user = user_store.by_login_key(ctx.store.conn, row.key)
+        if item.user is None:
+            item.error = _not_found(row)
+        else:
+            try:
+                item.password = generate_password(ctx, item.user)
+                item.future = pool.submit(prepare_password, wctx, item.password, item.user)
+            except B24Error as exc:
+                item.error = exc
+        chunk.append(item)
+    for item in chunk:
+        if item.future is not None:
+            try:
+                item.new = item.future.result()
+            except B24Error as exc:
+                item.error = exc
+    return chunk
+
+
+def _store_chunk(ctx: Ctx, job_id: int, chunk: list[_Pending], fd: int, summary: Summary,
+                 notify: bool, reason: str | None) -> list[int]:
+    """One short transaction for the whole chunk; returns the notices to deliver after it."""
+    lines, messages, done = [], [], 0
+    with ctx.store.write() as conn:
+        for item in chunk:
+            row = item.row
+            try:
+                with _Item(conn):
+                    if _done_meanwhile(conn, job_id, row.key):
+                        summary.skip(row, DONE_MEANWHILE)
+                        continue
+                    if item.error is not None:
+                        raise item.error
+                    user = user_store.by_id(conn, item.user["id"])
+                    if user is None:
+                        raise _not_found(row)
+                    revoked = store_password(ctx, conn, user["id"], item.new, must_change=True,
+                                             reason="password_reset")
+                    message = notices.queue_password_changed(ctx, conn, user) if notify else None
+                    ctx.audit(conn, "bulk.reset", user["login"], job=job_id, mode="temporary-password",
+                              temporary=True, revoked=revoked, notified=message is not None, reason=reason)
+                    _mark(ctx, conn, job_id, row.key, "done")
+                    lines.append((user["login"], item.password))
+                    if message is not None:
+                        messages.append(message)
+                    done += 1
+            except B24Error as exc:
+                _mark(ctx, conn, job_id, row.key, "failed", exc.code)
+                summary.fail(row.login, row.line, exc.code, exc.message)
+        _append_lines(fd, lines)  # before the commit: see the module docstring
+    summary.done += done
+    return messages
+
+
+def _temporary_passwords(ctx: Ctx, rows: list[Row], summary: Summary, fd: int, *, notify: bool,
+                         reason: str | None, workers: int, chunk: int, progress) -> None:
+    """Chunk by chunk: hash in parallel with no transaction open anywhere in the process, then one
+    short write, then deliver the notices. The write lock is never held while bcrypt runs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from passlib.hash import bcrypt_sha256
+
+    # passlib.hash resolves its handlers lazily and not thread-safely: resolve it here, once.
+    bcrypt_sha256.get_backend()
+    ctx.key()  # read the key once, so the workers' copy of the context carries it
+    wctx = dataclasses.replace(ctx, store=None)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bcrypt")
+    try:
+        for start in range(0, len(rows), chunk):
+            hashed = _hash_chunk(ctx, wctx, pool, rows[start:start + chunk])
+            for message_id in _store_chunk(ctx, summary.job, hashed, fd, summary, notify, reason):
+                notices.deliver(ctx, message_id)
+            if progress:
+                progress(min(start + chunk, len(rows)), len(rows))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _channel_for(user) -> str:
+    return "sms" if not user["email"] and user["phone"] else "email"
+
+
+def _control_strings(ctx: Ctx, rows: list[Row], summary: Summary, *, force: bool, chunk: int,
+                     progress) -> None:
+    from .tokens import create
+
+    handled = 0
+    for start in range(0, len(rows), chunk):
+        part = rows[start:start + chunk]
+        issued = []
+        with ctx.store.write() as conn:
+            for row in part:
+                try:
+                    with _Item(conn):
+                        if _done_meanwhile(conn, summary.job, row.key):
+                            summary.skip(row, DONE_MEANWHILE)
+                            continue
+                        user = user_store.by_login_key(conn, row.key)
+                        if user is None:
+                            raise _not_found(row)
+                        if user["blocked"]:
+                            summary.skip(row, "blocked: blocked accounts get no control strings")
+                            _mark(ctx, conn, summary.job, row.key, "skipped", "blocked")
+                            continue
+                        result = create(ctx, conn, user, via=_channel_for(user), ttl=None, force=force,
+                                        action="bulk.reset")
+                        _mark(ctx, conn, summary.job, row.key, "done")
+                        issued.append((row, result.message_id))
+                except B24Error as exc:
+                    _mark(ctx, conn, summary.job, row.key, "failed", exc.code)
+                    summary.fail(row.login, row.line, exc.code, exc.message)
+        for row, message_id in issued:
+            result = outbox.deliver(ctx, message_id)
+            if result["status"] == "failed":
+                summary.fail(row.login, row.line, "delivery_failed",
+                             f"control string issued, but the message to {result['recipient']} failed "
+                             f"({result['error']}); it stays in the outbox for 'b24recover outbox send'")
+            else:
+                summary.done += 1
+        handled += len(part)
+        if progress:
+            progress(handled, len(rows))
+
+
+# ---- the command ------------------------------------------------------------------------------
+
+def check_options(mode: str, out: str | None, force: bool) -> None:
+    if mode not in MODES:
+        raise B24Error("usage", f"--mode must be one of {', '.join(MODES)}")
+    if mode == "temporary-password" and not out:
+        raise B24Error("usage", "--mode temporary-password needs --out FILE: generated passwords are written only there")
+    if mode == "control-string" and out:
+        raise B24Error("usage", "--out is only for --mode temporary-password (control strings are delivered, not written)")
+    if force and mode != "control-string":
+        raise B24Error("usage", "--force passes the control-string throttle; it has no meaning with temporary passwords")
+
+
+def bulk_reset(ctx: Ctx, source: BinaryIO, mode: str, *, out: str | None = None, force: bool = False,
+               notify: bool = True, reason: str | None = None, restart: bool = False,
+               workers: int | None = None, chunk: int = CHUNK,
+               progress: Callable[[int, int], None] | None = None) -> dict:
+    """Run (or resume) a bulk reset. Returns the summary: mode, job, resumed, total, done,
+    skipped [{login, line, reason}], failed [{login, line, code, reason}]."""
+    check_options(mode, out, force)
+    if chunk < 1 or (workers is not None and workers < 1):
+        raise B24Error("usage", "--batch and --workers must be at least 1")
+    reason = ids.clean_text(reason or "", "the reason", max_len=500).strip() or None
+    fd = open_out(out) if mode == "temporary-password" else None
+    try:
+        summary = Summary(mode=mode)
+        rows = read_logins(source, summary)
+        summary.total = len(rows) + len(summary.failed) + len(summary.skipped)
+        if not rows:
+            return summary.as_dict()
+        summary.job, summary.resumed, earlier = _start_job(ctx, mode, [r.key for r in rows], restart)
+        todo = []
+        for row in rows:
+            if earlier.get(row.key) == "done":
+                summary.skip(row, DONE_EARLIER)
+            else:
+                todo.append(row)
+        if mode == "temporary-password":
+            _temporary_passwords(ctx, todo, summary, fd, notify=notify, reason=reason,
+                                 workers=workers or os.cpu_count() or 1, chunk=chunk, progress=progress)
+        else:
+            _control_strings(ctx, todo, summary, force=force, chunk=chunk, progress=progress)
+        _finish_job(ctx, summary, reason, force)
+        return summary.as_dict()
+    finally:
+        if fd is not None:
+            os.close(fd)

@@ -1,0 +1,116 @@
+"""Issue 4: `bulk reset --mode temporary-password` of 2,000 accounts at bcrypt cost 12, against
+the single-thread rate of the same command (`--workers 1`) measured in the same run.
+
+Single-thread samples run before and after the parallel run (so a change in the machine's load
+shows up in both), on accounts of their own; the single-thread rate is their combined accounts
+over their combined wall time. Every run is a whole process of the console script with the
+default config (bcrypt cost 12, notices delivered to the Maildir outbox), and is checked: the
+summary says every account was done, the --out file is 0600 with one line per account, and a
+few of its passwords verify against the stored hashes.
+
+Target: parallel accounts/s >= 1.8 x single-thread accounts/s (2 cores).
+
+    .venv/bin/python bench/bench_bulk_reset.py            # 2,000 accounts + 2 x 100 single-thread
+    .venv/bin/python bench/bench_bulk_reset.py --quick    # 200 accounts + 2 x 20
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import sqlite3
+import stat
+from pathlib import Path
+
+import common as c
+
+TARGET = 1.8
+
+
+def logins(first: int, count: int) -> list[str]:
+    return [c.account(i)["login"] for i in range(first, first + count)]
+
+
+def reset_run(db: Path, name: str, accounts: list[str], workers: int | None) -> tuple[c.Run, dict]:
+    source = db.parent / f"{name}.txt"
+    source.write_text("\n".join(accounts) + "\n", encoding="utf-8")
+    out = db.parent / f"{name}.csv"
+    argv = c.b24(db, "bulk", "reset", str(source), "--mode", "temporary-password", "--out", str(out), "--json")
+    if workers:
+        argv += ["--workers", str(workers)]
+    run = c.expect(c.run_process(argv, cwd=db.parent), f"bulk reset ({name})")
+    summary = json.loads(run.stdout)
+    _verify(db, out, accounts, summary, name)
+    return run, summary
+
+
+def _verify(db: Path, out: Path, accounts: list[str], summary: dict, name: str) -> None:
+    """The run did its job: a fast failure is not a result."""
+    from passlib.hash import bcrypt_sha256
+
+    if summary["done"] != len(accounts) or summary["failed"]:
+        raise SystemExit(f"{name}: {summary['done']} of {len(accounts)} done, failed: {summary['failed'][:3]}")
+    if stat.S_IMODE(out.stat().st_mode) != 0o600:
+        raise SystemExit(f"{name}: --out has mode {stat.S_IMODE(out.stat().st_mode):o}")
+    lines = list(csv.reader(out.open(encoding="utf-8")))
+    if sorted(login for login, _ in lines) != sorted(accounts):
+        raise SystemExit(f"{name}: --out does not hold one line per account")
+    conn = sqlite3.connect(db)
+    for login, password in random.Random(7).sample(lines, 3):
+        stored, must = conn.execute("SELECT password_hash, must_change_password FROM users WHERE login = ?",
+                                    (login,)).fetchone()
+        if not (must == 1 and stored.startswith("$bcrypt-sha256$v=2,t=2b,r=12$")
+                and bcrypt_sha256.verify(password, stored)):
+            raise SystemExit(f"{name}: the password written for {login} is not the one stored")
+    conn.close()
+
+
+def main() -> None:
+    p = c.arg_parser(__doc__.split("\n\n")[0])
+    p.add_argument("--accounts", type=int, default=None, help="accounts in the parallel run (default 2000, quick 200)")
+    p.add_argument("--sample", type=int, default=None,
+                   help="accounts in each of the two single-thread runs (default 100, quick 20)")
+    args = p.parse_args()
+    c.require_tool()
+    n = args.accounts or (200 if args.quick else 2000)
+    s = args.sample or (20 if args.quick else 100)
+    workers = os.cpu_count() or 1
+    with c.workdir("bulk", args.keep) as tmp:
+        db = tmp / "bulk.db"
+        c.build_store(db, n + 2 * s, log=c.log)
+        c.log(f"single-thread: {s} accounts (--workers 1)")
+        before, _ = reset_run(db, "single-before", logins(n, s), 1)
+        c.log(f"parallel: {n} accounts ({workers} workers)")
+        parallel, _ = reset_run(db, "parallel", logins(0, n), None)
+        c.log(f"single-thread: {s} accounts again (--workers 1)")
+        after, _ = reset_run(db, "single-after", logins(n + s, s), 1)
+
+    single_rate = 2 * s / (before.seconds + after.seconds)
+    parallel_rate = n / parallel.seconds
+    speedup = parallel_rate / single_rate
+    rows = [
+        ["single-thread, before", s, 1, before.seconds, s / before.seconds, before.cpu_seconds],
+        ["parallel", n, workers, parallel.seconds, parallel_rate, parallel.cpu_seconds],
+        ["single-thread, after", s, 1, after.seconds, s / after.seconds, after.cpu_seconds],
+    ]
+    c.table("bulk reset --mode temporary-password, bcrypt cost 12",
+            ["run", "accounts", "workers", "wall s", "accounts/s", "cpu s"], rows)
+    checks = [{"check": "parallel / single-thread rate", "value": round(speedup, 3), "limit": TARGET,
+               "unit": "x", "pass": speedup >= TARGET,
+               "detail": f"{parallel_rate:.2f} vs {single_rate:.2f} accounts/s (must be at least {TARGET}x)"}]
+    c.table("Targets", ["target", "measured", "limit", "unit", "result", "how"],
+            [[x["check"], x["value"], x["limit"], x["unit"], x["pass"], x["detail"]] for x in checks])
+    c.write_report("bulk_reset", {
+        "accounts": n, "sample": s, "workers": workers, "bcrypt_rounds": 12,
+        "single_thread": {"before_s": round(before.seconds, 2), "after_s": round(after.seconds, 2),
+                          "accounts_per_s": round(single_rate, 3)},
+        "parallel": {"seconds": round(parallel.seconds, 2), "cpu_seconds": round(parallel.cpu_seconds, 2),
+                     "accounts_per_s": round(parallel_rate, 3)},
+        "speedup": round(speedup, 3), "checks": checks, "pass": all(x["pass"] for x in checks),
+    })
+
+
+if __name__ == "__main__":
+    main()
