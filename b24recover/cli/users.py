@@ -185,3 +185,6 @@ def unblock(ctx: typer.Context, login: str = typer.Argument(...), as_json: bool 
     Example: b24recover user unblock anna
     """
     _block(ctx, login, False, as_json)
+
+from .user_import import import_users  # noqa: E402
+app.command("import")(import_users)

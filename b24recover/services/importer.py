@@ -1,0 +1,943 @@
+"""Bulk import of accounts: `user import` (SPEC §2) and Bitrix `b_user` exports (SPEC §4).
+
+The file is streamed, never loaded whole: physical lines are read one at a time (each capped at
+64 KiB), decoded one at a time, and fed to the csv or json parser. A problem in a row (bad UTF-8,
+a NUL byte, an over-long line, a malformed address, an unknown hash, a conflict) makes that row
+*bad*: it is reported with its line number and the other rows are kept.
+
+Rows are written in batches of BATCH_ROWS, each batch its own `BEGIN IMMEDIATE` transaction, so
+a kill at any instant leaves whole batches only. Each committed batch writes one `user.import`
+audit event (line range and counts), never one per row.
+
+Three stages run as a pipeline: reading (this process), validating (email/phone parsing is the
+expensive part: for long files it moves to helper processes) and writing (this process, which
+owns the store). Conflict checks are made per batch with a few IN (...) queries; only rows that
+hit something go through the precise per-row checks of `accounts.check_free`.
+
+Choices worth knowing:
+- A row with neither a password hash nor a social identity is imported without a password
+  (has_password false): that person recovers access through a control string.
+- Bitrix `EXTERNAL_AUTH_ID = socservices` rows become social-only accounts: no password (their
+  PASSWORD column is ignored) and one social identity, provider "socservices", subject = LOGIN,
+  because a b_user export does not carry the network's own user id.
+- Bitrix LANGUAGE_ID values other than en/ru/de/it/pt fall back to the default language ("br",
+  Brazilian Portuguese, becomes "pt"); other b_user columns (a real export has dozens) are ignored.
+- In update mode an empty cell leaves the stored value as it is: an import never erases data.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import functools
+import json
+import os
+import re
+from collections import deque
+from dataclasses import dataclass, field
+
+from ..errors import B24Error
+from ..store import tokens as token_store
+from ..store import users as user_store
+from . import accounts
+from . import identifiers as ids
+from .context import Ctx
+from .passwords import is_recognised, scheme_of
+
+BATCH_ROWS = 1000
+MAX_LINE = 64 * 1024          # longer physical lines are bad rows
+MAX_RECORD = 256 * 1024       # a quoted multi-line CSV record may not grow past this
+BAD_KEPT = 10_000             # bad rows listed in the result; bad_count has them all
+PARALLEL_AFTER = 4            # batches validated in-process before helper processes start
+IN_CHUNK = 900                # values per IN (...) list, under SQLite's oldest variable limit
+
+FORMATS = ("csv", "jsonl", "bitrix")
+CONFLICT_MODES = ("fail", "skip", "update")
+FIELDS = ("login", "email", "phone", "name", "last_name", "lang", "password_hash", "social", "blocked")
+LOGIN, EMAIL, PHONE, NAME, LAST_NAME, LANG, HASH, SOCIAL, BLOCKED = range(len(FIELDS))
+BITRIX_COLUMNS = ("LOGIN", "EMAIL", "PERSONAL_PHONE", "NAME", "LAST_NAME", "ACTIVE", "BLOCKED",
+                  "EXTERNAL_AUTH_ID", "PASSWORD", "LANGUAGE_ID")
+BITRIX_LANGS = {"en": "en", "ru": "ru", "de": "de", "it": "it", "pt": "pt", "br": "pt"}
+_TRUE = {"1", "true", "y", "yes"}
+_FALSE = {"0", "false", "n", "no"}
+_SHA512_CRYPT = re.compile(r"\$6\$(?:rounds=\d{1,9}\$)?[./0-9A-Za-z]{0,16}\$[./0-9A-Za-z]{86}")
+
+
+@dataclass
+class ImportResult:
+    format: str
+    dry_run: bool = False
+    read: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    bad_count: int = 0
+    bad: list = field(default_factory=list)
+
+    def add_bad(self, line: int, login, code: str, reason: str) -> None:
+        self.bad_count += 1
+        if len(self.bad) < BAD_KEPT:
+            if isinstance(login, str) and len(login) > 255:
+                login = login[:255] + "…"
+            self.bad.append({"line": line, "login": login, "code": code, "reason": reason})
+
+    def to_json(self) -> dict:
+        return {"read": self.read, "added": self.added, "updated": self.updated, "skipped": self.skipped,
+                "unchanged": self.unchanged, "bad": self.bad, "bad_count": self.bad_count,
+                "dry_run": self.dry_run, "format": self.format}
+
+
+# ---- reading: physical lines ---------------------------------------------------------------
+
+class _RecordTooLong(Exception):
+    pass
+
+
+class Lines:
+    """Decoded physical lines of a binary stream, with their numbers and the bytes read so far.
+
+    A line that cannot be used (over-long, NUL byte, invalid UTF-8) is still yielded, as a
+    harmless stand-in, so the parser keeps its place; its problem waits in `problems` until the
+    record that spans it is reported bad.
+    """
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._peeked: list[bytes | None] = []
+        self.line_no = 0
+        self.bytes_read = 0
+        self.record_bytes = 0
+        self.problems: dict[int, str] = {}
+
+    def _readline(self, limit: int) -> bytes:
+        try:
+            return self._stream.readline(limit)
+        except OSError as exc:
+            raise B24Error("invalid_input", f"reading stopped after line {self.line_no}: "
+                           f"{exc.strerror or exc}") from None
+
+    def _read_raw(self) -> bytes | None:
+        raw = self._readline(MAX_LINE + 1)
+        if len(raw) > MAX_LINE and not raw.endswith(b"\n"):
+            self.bytes_read += len(raw)
+            while raw and not raw.endswith(b"\n"):  # skip the rest in bounded pieces
+                raw = self._readline(MAX_LINE)
+                self.bytes_read += len(raw)
+            return None
+        self.bytes_read += len(raw)
+        return raw
+
+    def peek(self) -> bytes:
+        """The first raw line, kept to be read again (format detection); b"" if over-long."""
+        if not self._peeked:
+            self._peeked.append(self._read_raw())
+        return self._peeked[0] or b""
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        raw = self._peeked.pop() if self._peeked else self._read_raw()
+        if raw == b"":
+            raise StopIteration
+        self.line_no += 1
+        if raw is None:
+            self.problems.setdefault(self.line_no, "the line is longer than 64 KiB")
+            text = "\n"
+        else:
+            if b"\x00" in raw:
+                self.problems.setdefault(self.line_no, "the line contains a NUL byte")
+                raw = raw.replace(b"\x00", b"")
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                self.problems.setdefault(self.line_no, f"the line is not valid UTF-8 (byte {exc.start + 1})")
+                text = raw.decode("utf-8", "replace")
+            if self.line_no == 1:
+                text = text.removeprefix("\ufeff")
+        self.record_bytes += len(text)
+        if self.record_bytes > MAX_RECORD:
+            raise _RecordTooLong
+        return text
+
+    def take_problem(self, last_line: int) -> str | None:
+        """The first problem of the lines up to last_line; they are all consumed."""
+        found = None
+        for line in sorted(k for k in self.problems if k <= last_line):
+            reason = self.problems.pop(line)
+            found = found or reason
+        return found
+
+
+# ---- reading: records ------------------------------------------------------------------------
+#
+# Reading only splits the file into records: (line, payload), the payload being the cells of a
+# CSV row or the text of a JSON line; or a bad record (line, None, code, reason, login). Turning
+# a payload into account fields is left to the validating stage, which may run in a helper.
+
+def _bad(line: int, reason: str, login=None, code: str = "invalid_input") -> tuple:
+    return (line, None, code, reason, login)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How payloads map to FIELDS: csv (field, column) pairs, bitrix column name -> index."""
+
+    fmt: str
+    columns: tuple = ()
+    login_at: int | None = None
+
+
+def _delimiter(first_line: str) -> str:
+    return ";" if first_line.count(";") > first_line.count(",") else ","
+
+
+def detect_format(name: str, first_line: bytes) -> str:
+    """.jsonl -> jsonl; a header with LOGIN and EXTERNAL_AUTH_ID -> bitrix; else csv."""
+    if name.lower().endswith((".jsonl", ".ndjson")):
+        return "jsonl"
+    text = first_line.decode("utf-8", "replace").removeprefix("\ufeff")
+    if text.lstrip().startswith("{"):
+        return "jsonl"
+    columns = {c.strip().upper() for c in next(csv.reader([text], delimiter=_delimiter(text)), [])}
+    return "bitrix" if {"LOGIN", "EXTERNAL_AUTH_ID"} <= columns else "csv"
+
+
+def _header(lines: Lines, reader) -> list[str]:
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise B24Error("invalid_input", "the file is empty: a header line is expected") from None
+    except csv.Error as exc:
+        raise B24Error("invalid_input", f"the header line cannot be read: {exc}") from None
+    except _RecordTooLong:
+        raise B24Error("invalid_input", "the header line cannot be read: it is too long") from None
+    problem = lines.take_problem(lines.line_no)
+    if problem:
+        raise B24Error("invalid_input", f"the header line cannot be read: {problem}")
+    names = [h.strip() for h in header]
+    if "" in names:
+        raise B24Error("invalid_input", f"column {names.index('') + 1} of the header has no name")
+    seen = set()
+    for n in names:
+        if n.lower() in seen:
+            raise B24Error("invalid_input", f"the column {n!r} appears twice in the header")
+        seen.add(n.lower())
+    return names
+
+
+def _csv_layout(names: list[str]) -> Layout:
+    lowered = [n.lower() for n in names]
+    if "password" in lowered:
+        raise B24Error("invalid_input", "the file has a clear-text 'password' column: an import takes hashes only "
+                       "(password_hash); clear-text passwords are never accepted",
+                       hint="Remove the column; people without a hash recover through a control string.")
+    unknown = [n for n in names if n.lower() not in FIELDS]
+    if unknown:
+        raise B24Error("invalid_input", f"unknown column(s) {', '.join(map(repr, unknown))}; "
+                       f"the columns are {', '.join(FIELDS)}")
+    if "login" not in lowered:
+        raise B24Error("invalid_input", "the header has no 'login' column")
+    pairs = tuple((FIELDS.index(n), i) for i, n in enumerate(lowered))
+    return Layout("csv", pairs, lowered.index("login"))
+
+
+def _bitrix_layout(names: list[str]) -> Layout:
+    upper = [n.upper() for n in names]
+    if "LOGIN" not in upper:
+        raise B24Error("invalid_input", "the b_user export has no LOGIN column")
+    columns = tuple((c, upper.index(c)) for c in BITRIX_COLUMNS if c in upper)
+    return Layout("bitrix", columns, upper.index("LOGIN"))
+
+
+def _table_records(lines: Lines, fmt: str, layout_out: list):
+    first = lines.peek().decode("utf-8", "replace").removeprefix("\ufeff")
+    reader = csv.reader(lines, delimiter=_delimiter(first))
+    names = _header(lines, reader)
+    layout = _csv_layout(names) if fmt == "csv" else _bitrix_layout(names)
+    layout_out.append(layout)
+    width, login_at = len(names), layout.login_at
+    yield None  # the header is checked: the caller may start
+    while True:
+        start = lines.line_no + 1
+        lines.record_bytes = 0
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            lines.take_problem(lines.line_no)
+            yield _bad(start, f"broken CSV: {exc}")
+            continue
+        except _RecordTooLong:
+            lines.take_problem(lines.line_no)
+            yield _bad(start, "the row is longer than 256 KiB (an unclosed quote?)")
+            continue
+        if lines.problems:
+            problem = lines.take_problem(lines.line_no)
+            if problem:
+                yield _bad(start, problem, cells[login_at] if login_at < len(cells) else None)
+                continue
+        if len(cells) != width or not cells[login_at].strip():
+            if not any(c.strip() for c in cells):
+                continue  # a blank line, or a row of empty cells as spreadsheets write them
+            if len(cells) != width:
+                yield _bad(start, f"the row has {len(cells)} fields; the header has {width}",
+                           cells[login_at] if login_at < len(cells) else None)
+                continue
+        yield (start, cells)
+
+
+def _jsonl_records(lines: Lines, layout_out: list):
+    layout_out.append(Layout("jsonl"))
+    yield None
+    for text in lines:
+        line = lines.line_no
+        lines.record_bytes = 0
+        if lines.problems:
+            problem = lines.problems.pop(line, None)
+            if problem:
+                yield _bad(line, problem)
+                continue
+        if text.strip():
+            yield (line, text)
+
+
+def records(lines: Lines, fmt: str) -> tuple[Layout, object]:
+    """The layout and the records of the stream. The header is read and checked here, so a bad
+    one raises B24Error before anything is written."""
+    layout_out: list = []
+    gen = _jsonl_records(lines, layout_out) if fmt == "jsonl" else _table_records(lines, fmt, layout_out)
+    next(gen)
+    return layout_out[0], gen
+
+
+def batches(rows, size: int = BATCH_ROWS):
+    batch = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# ---- payload -> fields --------------------------------------------------------------------
+
+def _flag(text: str, what: str) -> bool:
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{what} must be 1/0, true/false or Y/N")
+
+
+def _socials(text: str) -> tuple | None:
+    return tuple(s.strip() for s in text.split(";") if s.strip()) or None
+
+
+def _csv_values(cells: list[str], layout: Layout) -> tuple:
+    values = [None] * len(FIELDS)
+    for f, index in layout.columns:
+        cell = cells[index]
+        text = cell.strip()
+        if not text:
+            continue
+        if f == LOGIN:
+            values[f] = cell  # spaces around a login are reported, not silently cut
+        elif f == SOCIAL:
+            values[f] = _socials(text)
+        elif f == BLOCKED:
+            values[f] = _flag(text, "blocked")
+        else:
+            values[f] = text
+    return tuple(values)
+
+
+def _bitrix_values(cells: list[str], layout: Layout) -> tuple:
+    got = {name: (cells[index].strip() or None) for name, index in layout.columns}
+    login = cells[layout.login_at] or None
+    active = None if got.get("ACTIVE") is None else _flag(got["ACTIVE"], "ACTIVE")
+    blocked = None if got.get("BLOCKED") is None else _flag(got["BLOCKED"], "BLOCKED")
+    # ACTIVE=N or BLOCKED=Y blocks; both empty leave the state to the default (or as stored).
+    is_blocked = None if active is None and blocked is None else (active is False or blocked is True)
+    social = password = None
+    if (got.get("EXTERNAL_AUTH_ID") or "").lower() == "socservices":
+        social = (f"socservices:{(login or '').strip()}",)  # a social-only account: PASSWORD ignored
+    else:
+        password = got.get("PASSWORD")
+    lang = got.get("LANGUAGE_ID")
+    if lang is not None:
+        lang = BITRIX_LANGS.get(lang.lower())
+    return (login, got.get("EMAIL"), got.get("PERSONAL_PHONE"), got.get("NAME"), got.get("LAST_NAME"), lang,
+            password, social, is_blocked)
+
+
+_JSON_TEXT = {"login", "email", "phone", "name", "last_name", "lang", "password_hash"}
+
+
+def _json_object(text: str) -> dict:
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ValueError("the line is not a JSON object")
+    return obj
+
+
+def _json_values(text: str) -> tuple:
+    obj = _json_object(text)
+    if "password" in obj:
+        raise ValueError("a clear-text 'password' is never accepted: give password_hash")
+    unknown = sorted(k for k in obj if k not in FIELDS)
+    if unknown:
+        shown = ", ".join(repr(k[:40]) for k in unknown[:5])
+        raise ValueError(f"unknown key(s) {shown}; the keys are {', '.join(FIELDS)}")
+    values = []
+    for f, name in enumerate(FIELDS):
+        value = obj.get(name)
+        if value is None or value == "" or value == []:
+            values.append(None)
+        elif name in _JSON_TEXT:
+            if not isinstance(value, str):
+                raise ValueError(f"{name} must be a string")
+            values.append(value if f == LOGIN else (value.strip() or None))
+        elif name == "social":
+            items = [value] if isinstance(value, str) else value
+            if not isinstance(items, list) or not all(isinstance(s, str) for s in items):
+                raise ValueError("social must be a string or a list of strings")
+            values.append(_socials(";".join(items)))
+        elif isinstance(value, bool):
+            values.append(value)
+        elif isinstance(value, int) and value in (0, 1):
+            values.append(bool(value))
+        elif isinstance(value, str):
+            values.append(_flag(value, "blocked"))
+        else:
+            raise ValueError("blocked must be true/false, 1/0 or Y/N")
+    return tuple(values)
+
+
+def to_values(layout: Layout, payload) -> tuple:
+    """A payload -> values in FIELDS order (None = not given). Raises ValueError."""
+    if layout.fmt == "csv":
+        return _csv_values(payload, layout)
+    if layout.fmt == "bitrix":
+        return _bitrix_values(payload, layout)
+    return _json_values(payload)
+
+
+def _login_hint(layout: Layout, payload):
+    if layout.fmt != "jsonl":
+        return payload[layout.login_at] or None
+    try:
+        login = _json_object(payload).get("login")
+    except ValueError:
+        return None
+    return login if isinstance(login, str) else None
+
+
+# ---- validating (pure: runs in this process or in a helper) ------------------------------
+
+@functools.lru_cache(maxsize=1)
+def _email_rules():
+    from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, DOT_ATOM_TEXT
+
+    return DOT_ATOM_TEXT, frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
+
+
+@functools.lru_cache(maxsize=4096)
+def _domain(domain: str) -> str | None:
+    try:
+        return ids.normalize_email("x@" + domain)[0].partition("@")[2]
+    except B24Error:
+        return None
+
+
+def normalize_email(text: str) -> tuple[str, str]:
+    """identifiers.normalize_email, with the domain part validated once per distinct domain.
+
+    Plain ASCII dot-atom addresses (nearly all of a real export) take the fast path; anything
+    else goes through the full validation. Both give the same answer (tests compare them).
+    """
+    text = ids.clean_text(text, "the email", max_len=320).strip()
+    local, at, domain = text.partition("@")
+    if at and text.isascii() and len(text) <= 254 and "@" not in domain and "xn--" not in domain.lower():
+        atom, mailbox_names = _email_rules()
+        if atom.match(local) and local.lower() not in mailbox_names:
+            normal_domain = _domain(domain)
+            if normal_domain is not None:
+                display = f"{local}@{normal_domain}"
+                return display, display.casefold()  # ASCII: NFC is the identity, so this is the email key
+    return ids.normalize_email(text)
+
+
+def check_hash(value: str, column: str) -> str:
+    value = ids.clean_text(value, f"the {column}", max_len=512)
+    scheme = scheme_of(value)
+    if not is_recognised(value) or (scheme == "sha512-crypt" and not _SHA512_CRYPT.fullmatch(value)):
+        raise B24Error("invalid_input", f"the {column} is not a recognised hash: Bitrix $6$ (SHA-512-crypt), "
+                       "8-character salt + md5, md5, or bcrypt")
+    return value
+
+
+# A validated row: these fields, then the keys it claims (see _keys_of).
+V_LOGIN, V_KEY, V_EMAIL, V_EMAIL_KEY, V_PHONE, V_NAME, V_LAST, V_LANG, V_HASH, V_SOCIAL, V_BLOCKED, V_KEYS = range(12)
+
+
+def _keys_of(login_key: str, email_key: str | None, phone: str | None, socials: tuple) -> tuple[str, ...]:
+    """The identifiers a row claims; addresses share one name space, as in pending links."""
+    keys = ["l:" + login_key]
+    if email_key:
+        keys.append("a:" + email_key)
+    if phone:
+        keys.append("a:" + phone)
+    keys.extend(f"s:{p}:{s}" for p, s in socials)
+    return tuple(keys)
+
+
+def validate_record(ctx: Ctx, layout: Layout, record: tuple) -> tuple:
+    """A record -> (line, validated row) or a bad record. None in a field means "not given"."""
+    if record[1] is None:
+        return record
+    line, payload = record
+    try:
+        v = to_values(layout, payload)
+    except ValueError as exc:
+        return _bad(line, str(exc), _login_hint(layout, payload))
+    try:
+        acc = accounts.prepare(ctx, v[LOGIN] or "", None, v[PHONE], v[NAME], v[LAST_NAME], v[LANG],
+                               v[SOCIAL] or (), blocked=bool(v[BLOCKED]))
+        column = "PASSWORD" if layout.fmt == "bitrix" else "password_hash"
+        password_hash = check_hash(v[HASH], column) if v[HASH] else None
+        email, email_key = normalize_email(v[EMAIL]) if v[EMAIL] else (None, None)
+    except B24Error as exc:
+        return _bad(line, exc.message, v[LOGIN], exc.code)
+    key = ids.login_key(acc.login)
+    return (line, (acc.login, key, email, email_key, acc.phone,
+                   None if v[NAME] is None else acc.name, None if v[LAST_NAME] is None else acc.last_name,
+                   acc.lang, password_hash, acc.social, v[BLOCKED],
+                   _keys_of(key, email_key, acc.phone, acc.social)))
+
+
+@functools.lru_cache(maxsize=1)
+def _keep_phone_patterns() -> None:
+    # phonenumbers recompiles (through re's small cache) its metadata patterns on every parse;
+    # keeping them all compiled saves a sixth of the time of a phone number.
+    from phonenumbers import re_util
+
+    re_util.enable_pattern_cache()
+
+
+def validate_batch(ctx: Ctx, layout: Layout, batch: list) -> list:
+    _keep_phone_patterns()
+    return [validate_record(ctx, layout, r) for r in batch]
+
+
+def helper_main() -> None:
+    """A helper process: validate the batches its parent sends on stdin, answer on stdout.
+
+    Messages are pickles (a trusted parent, over a private pipe). It stops on None, and on EOF
+    or a broken pipe: if its parent dies, even by SIGKILL, it exits instead of lingering.
+    """
+    import pickle
+    import sys
+
+    inbox, outbox = sys.stdin.buffer, sys.stdout.buffer
+    try:
+        settings, layout = pickle.load(inbox)
+        ctx = Ctx(store=None, settings=settings)
+        while (batch := pickle.load(inbox)) is not None:
+            pickle.dump(validate_batch(ctx, layout, batch), outbox, protocol=pickle.HIGHEST_PROTOCOL)
+            outbox.flush()
+    except (EOFError, BrokenPipeError, ConnectionResetError, KeyboardInterrupt):
+        return
+
+
+class Validator:
+    """Validates batches in order: in this process at first, in helper processes for long files.
+
+    Each helper has at most one batch in flight and batch k goes to helper k % n, so results
+    come back in file order, memory stays bounded, and a send never waits on a helper that is
+    itself waiting to send (no deadlock). Helpers are plain `python -c` subprocesses holding
+    nothing but their stdin/stdout pipes (no store handle, no re-import of a caller's script).
+    """
+
+    def __init__(self, ctx: Ctx, layout: Layout, workers: int | None = None,
+                 parallel_after: int = PARALLEL_AFTER):
+        self.ctx, self.layout = ctx, layout
+        self.workers = min(os.cpu_count() or 1, 4) if workers is None else workers
+        self.parallel_after = parallel_after
+        self.helpers: list = []
+        self.in_flight: deque = deque()
+
+    def _start(self) -> None:
+        import pickle
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        env = dict(os.environ)
+        package_root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        debug = os.environ.get("B24RECOVER_DEBUG") == "1"
+        for _ in range(self.workers):
+            helper = subprocess.Popen(
+                [sys.executable, "-c", "from b24recover.services.importer import helper_main; helper_main()"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None if debug else subprocess.DEVNULL,
+                env=env)
+            self.helpers.append(helper)
+            self._send(helper, (self.ctx.settings, self.layout))
+
+    @staticmethod
+    def _send(helper, obj) -> None:
+        import pickle
+
+        try:
+            pickle.dump(obj, helper.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            helper.stdin.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            raise RuntimeError("an import helper process stopped unexpectedly") from None
+
+    @staticmethod
+    def _receive(helper):
+        import pickle
+
+        try:
+            return pickle.load(helper.stdout)
+        except EOFError:
+            raise RuntimeError("an import helper process stopped unexpectedly") from None
+
+    def map(self, batches_in):
+        in_flight = self.in_flight
+        for number, batch in enumerate(batches_in):
+            if not self.helpers and self.workers > 1 and number >= self.parallel_after:
+                self._start()
+            if not self.helpers:
+                yield validate_batch(self.ctx, self.layout, batch)
+                continue
+            helper = self.helpers[number % len(self.helpers)]
+            result = None
+            if len(in_flight) == len(self.helpers):
+                result = self._receive(in_flight.popleft())
+            self._send(helper, batch)
+            in_flight.append(helper)
+            if result is not None:
+                yield result
+        while in_flight:
+            yield self._receive(in_flight.popleft())
+
+    def close(self) -> None:
+        """Stop the helpers: politely when they are idle, at once when work was abandoned."""
+        import subprocess
+
+        abandoned = bool(self.in_flight)
+        for helper in self.helpers:
+            if abandoned:
+                helper.kill()
+                continue
+            try:
+                self._send(helper, None)
+            except RuntimeError:
+                helper.kill()
+        for helper in self.helpers:
+            try:
+                helper.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                helper.kill()
+                helper.wait()
+            helper.stdin.close()
+            helper.stdout.close()
+        self.helpers = []
+        self.in_flight.clear()
+
+
+# ---- writing ---------------------------------------------------------------------------------
+#
+# Bulk queries over a batch. They belong with store/users.py; they live here while the
+# importer is their only user.
+
+def _chunks(values: list, size: int = IN_CHUNK):
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+def _in_use(conn, table: str, column: str, values: list) -> set:
+    found = set()
+    for chunk in _chunks(values):
+        sql = f"SELECT {column} FROM {table} WHERE {column} IN ({','.join('?' * len(chunk))})"
+        found.update(r[0] for r in conn.execute(sql, chunk))
+    return found
+
+
+def _socials_in_use(conn, pairs: list) -> set:
+    found = set()
+    for chunk in _chunks(pairs, IN_CHUNK // 2):
+        sql = ("SELECT provider, subject FROM social_identities WHERE (provider, subject) IN (VALUES "
+               + ",".join(["(?,?)"] * len(chunk)) + ")")
+        found.update((r[0], r[1]) for r in conn.execute(sql, [x for pair in chunk for x in pair]))
+    return found
+
+
+_INSERT_COLUMNS = ("login", "login_key", "email", "email_key", "phone", "name", "last_name", "lang",
+                   "blocked", "password_hash", "created_at", "updated_at", "password_changed_at")
+_ROWS_PER_INSERT = 32766 // len(_INSERT_COLUMNS) // 4
+
+
+def _insert_users(conn, rows: list[tuple], returning: bool) -> dict[str, int]:
+    """One multi-row INSERT per chunk: the full-text trigger then costs a fraction of one insert
+    per statement. Returns login_key -> id when asked."""
+    ids_by_key: dict[str, int] = {}
+    one = "(" + ",".join("?" * len(_INSERT_COLUMNS)) + ")"
+    for chunk in _chunks(rows, _ROWS_PER_INSERT):
+        sql = f"INSERT INTO users ({', '.join(_INSERT_COLUMNS)}) VALUES " + ",".join([one] * len(chunk))
+        if returning:
+            sql += " RETURNING id, login_key"
+        cur = conn.execute(sql, [x for row in chunk for x in row])
+        if returning:
+            ids_by_key.update((key, user_id) for user_id, key in cur.fetchall())
+    return ids_by_key
+
+
+_KEY_WHAT = {"l": "login", "a": "address", "s": "social identity"}
+
+
+class _Rollback(Exception):
+    """Raised inside a dry-run batch transaction so that it is rolled back."""
+
+
+class Writer:
+    """Applies validated batches to the store, one transaction per batch.
+
+    A row repeating an identifier of an earlier row of the same file is a conflict, in every
+    mode (update too: two rows for one account are ambiguous). Within a batch the earlier rows
+    are in `claimed`. Across batches: the accounts this import added are the id ranges it
+    inserted (the write lock is held, so every new id of a batch is ours); the accounts it
+    updated, and in a dry run (whose batches are rolled back) every identifier, are kept in a
+    TEMP table of 64-bit key hashes: it lives on disk behind a small page cache, so millions of
+    rows do not grow this process, and writing it never takes the store's write lock.
+    """
+
+    def __init__(self, ctx: Ctx, result: ImportResult, on_conflict: str, source: str):
+        self.ctx, self.result, self.mode, self.source = ctx, result, on_conflict, source
+        self.conn = ctx.store.conn
+        self.added_ids: list[tuple[int, int]] = []  # (after, last]: ids added by each batch
+        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS import_seen (hash INTEGER PRIMARY KEY, line INTEGER NOT NULL)")
+        self.conn.execute("DELETE FROM temp.import_seen")
+        self.conn.execute("PRAGMA temp.cache_size = -8192")
+
+    def close(self) -> None:
+        self.conn.execute("DROP TABLE IF EXISTS temp.import_seen")
+
+    def _counts(self) -> tuple:
+        r = self.result
+        return (r.read, r.added, r.updated, r.unchanged, r.skipped, r.bad_count)
+
+    def write(self, batch: list) -> None:
+        result = self.result
+        before = self._counts()
+        claimed: dict[str, int] = {}   # key -> line, for the rows of this batch
+        remember: list[str] = []       # keys to keep for later batches (see the class doc)
+        try:
+            with self.ctx.store.write() as conn:
+                added_ids = self._apply(conn, batch, claimed, remember)
+                if result.dry_run:
+                    raise _Rollback
+                _, added, updated, unchanged, skipped, bad = (now - then for now, then in zip(self._counts(), before))
+                self.ctx.audit(conn, "user.import", None, source=self.source, format=result.format,
+                               on_conflict=self.mode, first_line=batch[0][0], last_line=batch[-1][0],
+                               added=added, updated=updated, unchanged=unchanged, skipped=skipped, bad=bad)
+            if added_ids:
+                self.added_ids.append(added_ids)
+        except _Rollback:
+            pass
+        except BaseException:
+            # Nothing of this batch was written: take back its counts before passing the error on.
+            (result.read, result.added, result.updated, result.unchanged, result.skipped,
+             result.bad_count) = before
+            del result.bad[result.bad_count:]
+            raise
+        if remember:
+            self.conn.execute("BEGIN")  # the temp database alone: the store's lock is not taken
+            try:
+                self.conn.executemany("INSERT OR IGNORE INTO temp.import_seen (hash, line) VALUES (?, ?)",
+                                      sorted((hash(k), claimed[k]) for k in remember))
+            finally:
+                self.conn.execute("COMMIT")
+
+    def _apply(self, conn, batch: list, claimed: dict, remember: list) -> tuple[int, int] | None:
+        result, dry_run = self.result, self.result.dry_run
+        good = [r[1] for r in batch if r[1] is not None]
+        hits = self._store_hits(conn, good)
+        seen = self._seen(conn, good, hits)
+        now = self.ctx.now()
+        plain, with_social = [], []
+        for record in batch:
+            result.read += 1
+            line, row = record[0], record[1]
+            if row is None:
+                result.add_bad(line, record[4], record[2], record[3])
+                continue
+            keys = row[V_KEYS]
+            clash = next((k for k in keys if k in claimed or hash(k) in seen), None)
+            if clash is not None:
+                first = claimed.get(clash) or seen[hash(clash)]
+                self._conflict(line, row, f"the {_KEY_WHAT[clash[0]]} is also on line {first} of this file")
+                continue
+            try:
+                if not hits.isdisjoint(keys) and self._update_or_check(conn, row, now):
+                    claimed.update(dict.fromkeys(keys, line))
+                    remember.extend(keys if dry_run else keys[:1])
+                    continue
+            except B24Error as exc:
+                self._conflict(line, row, exc.message, exc.code)
+                continue
+            (with_social if row[V_SOCIAL] else plain).append(row)
+            claimed.update(dict.fromkeys(keys, line))
+            if dry_run:
+                remember.extend(keys)
+            result.added += 1
+        return self._insert(conn, plain, with_social, now)
+
+    def _conflict(self, line: int, row: tuple, reason: str, code: str = "conflict") -> None:
+        if code == "conflict" and self.mode == "skip":
+            self.result.skipped += 1
+        else:
+            self.result.add_bad(line, row[V_LOGIN], code, reason)
+
+    def _seen(self, conn, good: list, hits: set) -> dict[int, int]:
+        """Hash -> line for this batch's keys remembered from earlier batches. Outside a dry run
+        only store hits can have been seen, so only they are looked up, and a hash collision
+        cannot invent a duplicate."""
+        dry_run = self.result.dry_run
+        hashes = [hash(k) for row in good for k in row[V_KEYS] if dry_run or k in hits]
+        found: dict[int, int] = {}
+        for chunk in _chunks(hashes):
+            sql = f"SELECT hash, line FROM temp.import_seen WHERE hash IN ({','.join('?' * len(chunk))})"
+            found.update(conn.execute(sql, chunk).fetchall())
+        return found
+
+    def _store_hits(self, conn, good: list) -> set[str]:
+        """Keys of this batch already used in the store; only those rows need precise checks."""
+        logins = [r[V_KEY] for r in good]
+        emails = [r[V_EMAIL_KEY] for r in good if r[V_EMAIL_KEY]]
+        phones = [r[V_PHONE] for r in good if r[V_PHONE]]
+        socials = [pair for r in good for pair in r[V_SOCIAL]]
+        hits = {"l:" + k for k in _in_use(conn, "users", "login_key", logins)}
+        hits.update("a:" + k for k in _in_use(conn, "users", "email_key", emails))
+        hits.update("a:" + k for k in _in_use(conn, "users", "phone", phones))
+        hits.update("a:" + k for k in _in_use(conn, "pending_addresses", "address_key", emails + phones))
+        hits.update(f"s:{p}:{s}" for p, s in _socials_in_use(conn, socials))
+        return hits
+
+    def _added_here(self, user_id: int) -> bool:
+        at = bisect.bisect_left(self.added_ids, (user_id,)) - 1
+        return at >= 0 and self.added_ids[at][0] < user_id <= self.added_ids[at][1]
+
+    def _update_or_check(self, conn, row: tuple, now: int) -> bool:
+        """A row touching identifiers in use: update its account (True), or raise the conflict."""
+        existing = user_store.by_login_key(conn, row[V_KEY])
+        if existing is not None and self.mode == "update" and not self._added_here(existing["id"]):
+            self._update(conn, existing, row, now)
+            return True
+        try:
+            accounts.check_free(conn, login_key=row[V_KEY], email_key=row[V_EMAIL_KEY], phone=row[V_PHONE])
+            self._check_socials(conn, row, owner_id=None)
+        except B24Error as exc:
+            owner = user_store.by_login_key(conn, ids.login_key(exc.details.get("owner") or ""))
+            if owner is not None and self._added_here(owner["id"]):
+                exc.message += ", added from an earlier row of this file"
+            raise
+        return False
+
+    @staticmethod
+    def _check_socials(conn, row: tuple, owner_id: int | None) -> list:
+        """The row's social identities not yet attached to owner_id; raise if another has one."""
+        new = []
+        for provider, subject in row[V_SOCIAL]:
+            owner = user_store.social_owner(conn, provider, subject)
+            if owner is None:
+                new.append((provider, subject))
+            elif owner["id"] != owner_id:
+                raise B24Error("conflict", f"{provider}:{subject} already belongs to the account {owner['login']!r}",
+                               owner=owner["login"])
+        return new
+
+    def _update(self, conn, existing, row: tuple, now: int) -> None:
+        """--on-conflict update: the row's given fields replace the stored ones."""
+        accounts.check_free(conn, email_key=row[V_EMAIL_KEY], phone=row[V_PHONE], owner_id=existing["id"])
+        new_socials = self._check_socials(conn, row, owner_id=existing["id"])
+        given = {"email": row[V_EMAIL], "email_key": row[V_EMAIL_KEY], "phone": row[V_PHONE], "name": row[V_NAME],
+                 "last_name": row[V_LAST], "lang": row[V_LANG], "password_hash": row[V_HASH],
+                 "blocked": None if row[V_BLOCKED] is None else int(row[V_BLOCKED])}
+        changes = {k: v for k, v in given.items() if v is not None and existing[k] != v}
+        if not changes and not new_socials:
+            self.result.unchanged += 1
+            return
+        if "password_hash" in changes:
+            changes["password_changed_at"] = now
+        changes["updated_at"] = now
+        user_store.update(conn, existing["id"], changes)
+        for provider, subject in new_socials:
+            user_store.add_social(conn, existing["id"], provider, subject, now)
+        if changes.get("blocked"):
+            token_store.revoke_active(conn, existing["id"], now, "blocked")
+        elif {"email_key", "phone", "password_hash"} & changes.keys():
+            # Bitrix: a changed address or password makes the current control string invalid.
+            token_store.revoke_active(conn, existing["id"], now, "account_changed")
+        self.result.updated += 1
+
+    @staticmethod
+    def _insert(conn, plain: list, with_social: list, now: int) -> tuple[int, int] | None:
+        """Insert the new accounts; return the range (after, last] of their ids."""
+        def columns(r):
+            return (r[V_LOGIN], r[V_KEY], r[V_EMAIL], r[V_EMAIL_KEY], r[V_PHONE], r[V_NAME] or "",
+                    r[V_LAST] or "", r[V_LANG], int(bool(r[V_BLOCKED])), r[V_HASH], now, now,
+                    now if r[V_HASH] else None)
+
+        if not plain and not with_social:
+            return None
+        after = conn.execute("SELECT coalesce(max(id), 0) FROM users").fetchone()[0]
+        if plain:
+            _insert_users(conn, [columns(r) for r in plain], returning=False)
+        if with_social:
+            ids_by_key = _insert_users(conn, [columns(r) for r in with_social], returning=True)
+            for r in with_social:
+                for provider, subject in r[V_SOCIAL]:
+                    user_store.add_social(conn, ids_by_key[r[V_KEY]], provider, subject, now)
+        return after, conn.execute("SELECT max(id) FROM users").fetchone()[0]
+
+
+# ---- the whole import --------------------------------------------------------------------------
+
+def run_import(ctx: Ctx, stream, *, name: str = "-", fmt: str | None = None, on_conflict: str = "fail",
+               dry_run: bool = False, progress=None, workers: int | None = None,
+               parallel_after: int = PARALLEL_AFTER) -> ImportResult:
+    """Import accounts from a binary stream. `progress(bytes_read)` is called after each batch.
+
+    Raises B24Error for file-level problems (unknown format, bad header) before anything is
+    written; bad rows are in the result, never raised.
+    """
+    if fmt is not None and fmt not in FORMATS:
+        raise B24Error("usage", f"--format must be one of {', '.join(FORMATS)}")
+    if on_conflict not in CONFLICT_MODES:
+        raise B24Error("usage", f"--on-conflict must be one of {', '.join(CONFLICT_MODES)}")
+    lines = Lines(stream)
+    fmt = fmt or detect_format(name, lines.peek())
+    layout, rows = records(lines, fmt)  # a bad header fails here, before any write
+    result = ImportResult(format=fmt, dry_run=dry_run)
+    validator = Validator(ctx, layout, workers, parallel_after)
+    writer = Writer(ctx, result, on_conflict, name)
+    try:
+        for batch in validator.map(batches(rows)):
+            writer.write(batch)
+            if progress is not None:
+                progress(lines.bytes_read)
+    finally:
+        validator.close()
+        writer.close()
+    return result
