@@ -1,0 +1,340 @@
+"""The store: missing, too new, locked and corrupt stores end with exit 8 and no traceback;
+`init` is idempotent and safe to race; files are private; WAL + synchronous=FULL; concurrent
+writers never see "database is locked"; the audit trail records who did what, never a secret."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from conftest import GOOD_PASSWORD, ROOT, add_user
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def assert_store_error(run, code: str) -> None:
+    assert run.exit_code == 8, (run.exit_code, run.stderr)
+    assert run.error["code"] == code, run.stderr
+    assert run.error["message"] and run.error["hint"]
+    assert "Traceback" not in run.stderr
+
+
+def user_rows(db_path: Path) -> list[tuple]:
+    conn = sqlite3.connect(db_path)
+    try:
+        return conn.execute("SELECT login, email, phone, blocked FROM users ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+# ---- stores that cannot be used -------------------------------------------------------------
+
+def test_store_missing_when_there_is_no_file(cli, db_path):
+    for args in (("user", "list", "--json"), ("lookup", "anna", "--json"),
+                 ("user", "add", "anna", "--password-stdin", "--json")):
+        r = cli(*args, input=GOOD_PASSWORD + "\n")
+        assert_store_error(r, "store_missing")
+        assert "init" in r.error["hint"]
+    assert not db_path.exists()  # a read or a write never creates a store by accident
+
+
+def test_store_missing_when_the_file_is_empty(cli, db_path):
+    db_path.touch()
+    assert_store_error(cli("user", "list", "--json"), "store_missing")
+    # Not a store: left exactly as it was (not turned into a WAL database).
+    assert db_path.stat().st_size == 0
+    assert not Path(str(db_path) + "-wal").exists()
+
+
+def test_store_missing_when_the_file_is_another_database(cli, db_path):
+    other = sqlite3.connect(db_path)
+    other.execute("CREATE TABLE notes (text TEXT)")
+    other.commit()
+    other.close()
+    r = cli("user", "add", "anna", "--password-stdin", "--json", input=GOOD_PASSWORD + "\n")
+    assert_store_error(r, "store_missing")
+    other = sqlite3.connect(db_path)
+    try:
+        # Someone else's database keeps its journal mode: switching it to WAL can break its owner.
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        assert [r[0] for r in other.execute("SELECT name FROM sqlite_master")] == ["notes"]
+    finally:
+        other.close()
+
+
+def test_init_in_a_missing_folder(cli, tmp_path, config_path):
+    r = cli("--db", str(tmp_path / "nowhere" / "b24.db"), "init", "--json")
+    assert_store_error(r, "store_missing")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_store_too_new(store, proc, db_path):
+    conn = sqlite3.connect(db_path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    assert_store_error(proc("user", "list", "--json"), "store_too_new")
+    for args in (("lookup", "anna", "--json"), ("init", "--json"),
+                 ("user", "add", "anna", "--password-stdin", "--json")):
+        assert_store_error(store(*args, input=GOOD_PASSWORD + "\n"), "store_too_new")
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 99  # init did not "upgrade" it down
+    conn.close()
+
+
+def test_store_locked_fails_fast_and_readers_still_read(store, proc, db_path):
+    add_user(store, "anna")
+    holder = sqlite3.connect(db_path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        env = {"B24RECOVER_BUSY_TIMEOUT_MS": "300"}
+        started = time.monotonic()
+        r = proc("user", "block", "anna", "--json", env=env)
+        elapsed = time.monotonic() - started
+        assert_store_error(r, "store_locked")
+        assert elapsed < 8, elapsed  # 0.3 s busy timeout plus start-up, not the 10 s default
+        # WAL: a reader is not blocked by a writer.
+        looked = proc("lookup", "anna", "--json", env=env)
+        assert looked.exit_code == 0 and looked.json["matches"][0]["state"] == "active"
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert user_rows(db_path) == [("anna", None, None, 0)]
+    assert store("user", "block", "anna").exit_code == 0
+
+
+def test_random_bytes_are_a_corrupt_store(cli, proc, db_path):
+    db_path.write_bytes(os.urandom(64 * 1024))
+    runs = [proc("user", "add", "anna", "--password-stdin", "--json", input=GOOD_PASSWORD + "\n")]
+    runs += [cli(*args) for args in (("user", "list", "--json"), ("lookup", "anna", "--json"), ("init", "--json"))]
+    for r in runs:
+        assert r.exit_code == 8, (r.exit_code, r.stderr)
+        assert r.error["code"] == "store_corrupt"
+        assert "Traceback" not in r.stderr
+
+
+def test_a_damaged_page_is_a_corrupt_store(store, proc, db_path):
+    add_user(store, "anna")
+    conn = sqlite3.connect(db_path)
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'users'").fetchone()[0]
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    with open(db_path, "r+b") as fh:  # the schema is intact; the users table's page is not
+        fh.seek((root - 1) * page_size)
+        fh.write(b"\xff" * page_size)
+    runs = [proc("user", "list", "--json")]
+    runs += [store(*args) for args in (("lookup", "anna", "--json"), ("user", "show", "anna", "--json"),
+                                       ("user", "block", "anna", "--json"))]
+    for r in runs:
+        assert "Traceback" not in r.stderr
+        assert r.exit_code == 8, (r.exit_code, r.stderr)
+        assert r.error["code"] == "store_corrupt"
+
+
+# ---- init -------------------------------------------------------------------------------------
+
+def test_init_is_idempotent(proc, db_path):
+    first = proc("init", "--json")
+    assert first.exit_code == 0, first.stderr
+    assert first.json["applied"] and first.json["key_created"] is True
+    key = Path(first.json["key_file"]).read_bytes()
+    second = proc("init", "--json")
+    assert second.exit_code == 0, second.stderr
+    assert second.json["applied"] == [] and second.json["key_created"] is False
+    assert second.json["schema_version"] == first.json["schema_version"]
+    assert Path(second.json["key_file"]).read_bytes() == key  # the key is never replaced
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("SELECT count(*) FROM audit_log WHERE action = 'store.init'").fetchone()[0] == 1
+    conn.close()
+
+
+def test_concurrent_init_from_four_processes(db_path, config_path):
+    argv = [sys.executable, "-m", "b24recover", "--db", str(db_path), "--config", str(config_path), "init", "--json"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("B24RECOVER_")}
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+             for _ in range(4)]
+    results = [(p.wait(timeout=60), p.stdout.read().decode(), p.stderr.read().decode()) for p in procs]
+    for p in procs:
+        p.stdout.close()
+        p.stderr.close()
+    assert [code for code, _, _ in results] == [0, 0, 0, 0], results
+    applied = [json.loads(out)["applied"] for _, out, _ in results]
+    assert sum(1 for a in applied if a) == 1  # exactly one process migrated
+    assert sum(json.loads(out)["key_created"] for _, out, _ in results) == 1
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert conn.execute("SELECT count(*) FROM audit_log WHERE action = 'store.init'").fetchone()[0] == 1
+    conn.close()
+
+
+# ---- files and connection settings -------------------------------------------------------------
+
+def test_store_key_and_outbox_are_private(proc, db_path, monkeypatch):
+    assert proc("init").exit_code == 0
+    add_user(proc, "anna", "--email", "anna@example.com", "--phone", "+7 912 345-67-89")
+    assert proc("token", "issue", "anna", "--via", "email").exit_code == 0
+    # Hold a reader open with a permissive umask: -wal/-shm must still be 0600 (they follow the
+    # database file's mode, not whoever happens to open it first).
+    old = os.umask(0)
+    try:
+        reader = sqlite3.connect(db_path)
+        reader.execute("SELECT count(*) FROM users").fetchone()
+    finally:
+        os.umask(old)
+    try:
+        assert proc("token", "issue", "anna", "--via", "sms", "--force").exit_code == 0
+        for suffix in ("", "-wal", "-shm", ".key"):
+            path = Path(str(db_path) + suffix)
+            assert path.exists(), path
+            assert mode(path) == 0o600, (path, oct(mode(path)))
+    finally:
+        reader.close()
+    outbox = Path(str(db_path) + ".outbox")
+    dirs = [outbox, *(p for p in outbox.rglob("*") if p.is_dir())]
+    files = [p for p in outbox.rglob("*") if p.is_file()]
+    assert {p.relative_to(outbox).as_posix() for p in dirs[1:]} >= {"mail", "mail/new", "mail/cur", "mail/tmp", "sms"}
+    assert len(files) >= 2  # one mail, one SMS
+    for d in dirs:
+        assert mode(d) == 0o700, (d, oct(mode(d)))
+    for f in files:
+        assert mode(f) == 0o600, (f, oct(mode(f)))
+
+
+def test_wal_and_synchronous_full(store, db_path):
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+    from b24recover.store.db import open_store
+
+    opened = open_store(db_path)
+    try:
+        assert opened.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert opened.conn.execute("PRAGMA busy_timeout").fetchone()[0] > 0
+        assert opened.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    finally:
+        opened.close()
+
+
+WRITER = textwrap.dedent("""
+    import io, sys
+    from b24recover.__main__ import main
+
+    db, config, prefix, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    failures = []
+    for i in range(count):
+        sys.stdin = io.TextIOWrapper(io.BytesIO(b"correct horse battery staple\\n"), encoding="utf-8")
+        login = f"{prefix}{i:02d}"
+        code = main(["--db", db, "--config", config, "user", "add", login,
+                     "--email", f"{login}@example.com", "--password-stdin", "--json"])
+        if code != 0:
+            failures.append((login, code))
+    print("FAILURES", failures, file=sys.stderr)
+    sys.exit(1 if failures else 0)
+""")
+
+
+def test_four_processes_writing_at_once(proc, db_path, config_path, tmp_path):
+    assert proc("init").exit_code == 0
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("B24RECOVER_")}
+    procs = [
+        subprocess.Popen([sys.executable, str(script), str(db_path), str(config_path), f"w{n}_", "30"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+        for n in range(4)
+    ]
+    with ThreadPoolExecutor(4) as pool:
+        outputs = list(pool.map(lambda p: p.communicate(timeout=120), procs))
+    for p, (out, err) in zip(procs, outputs):
+        text = err.decode("utf-8", "replace")
+        assert p.returncode == 0, text[-2000:]
+        assert "locked" not in text.lower() and "Traceback" not in text
+    logins = [row[0] for row in user_rows(db_path)]
+    assert len(logins) == 120
+    assert set(logins) == {f"w{n}_{i:02d}" for n in range(4) for i in range(30)}
+    conn = sqlite3.connect(db_path)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("SELECT count(*) FROM audit_log WHERE action = 'user.add'").fetchone()[0] == 120
+    finally:
+        conn.close()
+    assert_chain_intact(db_path)  # concurrent appends never forked the hash chain
+
+
+def assert_chain_intact(db_path: Path) -> None:
+    from b24recover.store.audit import GENESIS, event_hash
+
+    prev = GENESIS
+    for row in audit_rows(db_path):
+        assert row["prev_hash"] == prev, row["id"]
+        assert row["hash"] == event_hash(prev, row["id"], row["at"], row["actor"], row["action"],
+                                         row["login"], row["details"]), row["id"]
+        prev = row["hash"]
+
+
+# ---- audit trail --------------------------------------------------------------------------------
+
+def audit_rows(db_path: Path) -> list[sqlite3.Row]:
+    conn = sqlite3.connect(db_path)
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute("SELECT * FROM audit_log ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+def test_audit_events_name_the_actor(store, db_path, monkeypatch):
+    import pwd
+
+    monkeypatch.delenv("B24RECOVER_ACTOR", raising=False)
+
+    os_user = pwd.getpwuid(os.getuid()).pw_name
+    add_user(store, "anna", "--email", "anna@example.com")
+    assert store("user", "update", "anna", "--name", "Anna").exit_code == 0
+    assert store("user", "block", "anna", env={"B24RECOVER_ACTOR": "cron-job"}).exit_code == 0
+    assert store("--actor", "helpdesk-7", "user", "unblock", "anna",
+                 env={"B24RECOVER_ACTOR": "cron-job"}).exit_code == 0  # --actor beats the env
+    assert store("--actor", "helpdesk-7", "user", "update", "anna", "--phone", "+7 912 345 67 89").exit_code == 0
+    events = [(r["action"], r["login"], r["actor"]) for r in audit_rows(db_path) if r["action"] != "store.init"]
+    assert events == [
+        ("user.add", "anna", os_user),
+        ("user.update", "anna", os_user),
+        ("user.block", "anna", "cron-job"),
+        ("user.unblock", "anna", "helpdesk-7"),
+        ("user.update", "anna", "helpdesk-7"),
+    ]
+    details = {r["action"] + str(r["id"]): json.loads(r["details"]) for r in audit_rows(db_path)}
+    assert any(d.get("changes", {}).get("phone") == "+79123456789" for d in details.values())
+
+
+def test_no_change_no_event(store, db_path):
+    add_user(store, "anna")
+    before = len(audit_rows(db_path))
+    assert store("user", "unblock", "anna").exit_code == 0   # already active
+    assert store("user", "block", "nobody").exit_code == 3
+    assert len(audit_rows(db_path)) == before
+
+
+def test_audit_never_holds_a_password_or_hash(store, db_path):
+    secret = "Фиолетовый жираф пьёт чай 42"
+    add_user(store, "anna", "--email", "anna@example.com", password=secret)
+    store("user", "update", "anna", "--name", "Anna")
+    store("user", "block", "anna")
+    store("user", "unblock", "anna")
+    conn = sqlite3.connect(db_path)
+    stored_hash = conn.execute("SELECT password_hash FROM users").fetchone()[0]
+    conn.close()
+    assert stored_hash
+    dump = json.dumps([dict(r) for r in audit_rows(db_path)], ensure_ascii=False)
+    for needle in (secret, stored_hash, stored_hash[-31:], "$bcrypt", "$2b$", "$6$"):
+        assert needle not in dump
