@@ -163,6 +163,13 @@ def load_settings(config_path: str | None, db_path: str) -> Settings:
         else:
             top[key] = value
     _fill(settings, top, "")
+    try:
+        settings.tokens.link_template.format(portal_url="", lang="", control_string="", login="")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise B24Error("config_invalid", f"[tokens] link_template: unknown or bad placeholder {exc}; "
+                       "use {portal_url}, {lang}, {control_string} and {login}") from None
+    if "{control_string}" not in settings.tokens.link_template:
+        raise B24Error("config_invalid", "[tokens] link_template must contain {control_string}")
     if settings.default_lang not in LANGUAGES:
         raise B24Error("config_invalid", f"default_lang must be one of {', '.join(LANGUAGES)}")
     if settings.mail.transport not in ("outbox", "smtp"):

@@ -42,6 +42,16 @@ def handle_errors(fn):
         except Exception as exc:
             if os.environ.get("B24RECOVER_DEBUG") == "1":
                 raise
+            import sqlite3
+
+            if type(exc) in (sqlite3.DatabaseError, sqlite3.OperationalError):
+                from ..store.db import translate  # a store that fails mid-command: exit 8, not a bug
+
+                tctx = kwargs.get("ctx")
+                root = tctx.find_root().obj if tctx is not None else None
+                err = translate(exc, root.db if root is not None else "the store")
+                render.error(err, as_json)
+                raise typer.Exit(int(err.exit_code)) from None
             render.info(f"unexpected error ({type(exc).__name__}): {exc}; "
                         "rerun with B24RECOVER_DEBUG=1 and report it")
             raise typer.Exit(int(ExitCode.BUG)) from None

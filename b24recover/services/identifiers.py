@@ -83,15 +83,27 @@ def email_lookup_key(text: str) -> str | None:
 
 # ---- phone -------------------------------------------------------------------------------
 
+_DASHES = {ord(c): "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"}
+
+
+def _phone_text(text: str) -> str:
+    """Full-width digits and typographic dashes, as pasted from documents, become plain ones."""
+    return unicodedata.normalize("NFKC", text).translate(_DASHES).strip()
+
+
 def looks_like_phone(text: str) -> bool:
-    text = text.strip()
+    text = _phone_text(text)
     digits = sum(ch.isdigit() for ch in text)
     return bool(_PHONE_CHARS.match(text)) and 5 <= digits <= 17
 
 
 def normalize_phone(text: str, region: str) -> str:
     """Validate a number to store and return it as E.164."""
-    text = clean_text(text, "the phone number", max_len=64).strip()
+    text = _phone_text(clean_text(text, "the phone number", max_len=64))
+    if any(ch.isalpha() for ch in text):
+        # phonenumbers would read letters as keypad digits (or drop an extension): a typo
+        # must not quietly become someone else's number.
+        raise B24Error("invalid_phone", f"{text!r} is not a phone number: it contains letters")
     e164 = _parse_phone(text, region, strict=True)
     if e164 is None:
         raise B24Error(
@@ -102,7 +114,7 @@ def normalize_phone(text: str, region: str) -> str:
 
 
 def phone_lookup_key(text: str, region: str) -> str | None:
-    text = text.strip()
+    text = _phone_text(text)
     if not looks_like_phone(text):
         return None
     if text.startswith("+") and "(0)" not in text:

@@ -25,7 +25,7 @@ def translate(exc: sqlite3.Error, path) -> B24Error:
     if "locked" in text or "busy" in text:
         return B24Error(
             "store_locked",
-            f"the store {path} stayed locked by another process for more than {BUSY_TIMEOUT_MS // 1000} s",
+            f"the store {path} stayed locked by another process for more than {BUSY_TIMEOUT_MS / 1000:g} s",
         )
     if "not a database" in text or "malformed" in text or "corrupt" in text:
         return B24Error("store_corrupt", f"the store {path} is damaged: {exc}")
@@ -74,10 +74,18 @@ class Store:
         self.conn.close()
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _raw_connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return conn
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    return _configure(_raw_connect(path))
+
+
+def _configure(conn: sqlite3.Connection) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
@@ -90,8 +98,11 @@ def open_store(path: str | Path) -> Store:
     if not path.exists():
         raise B24Error("store_missing", f"no store at {path}")
     try:
-        conn = _connect(path)
+        # Read the version before changing anything: a file that is not our store stays untouched.
+        conn = _raw_connect(path)
         version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if 0 < version <= SCHEMA_VERSION:
+            _configure(conn)
     except sqlite3.Error as exc:
         raise translate(exc, path) from None
     if version == 0:
