@@ -146,3 +146,12 @@ def test_legacy_hash_until_upgraded(store, tmp_path):
     r = store("passwd", "olga", "--password-stdin", input=f"{GOOD_PASSWORD}\n{NEW_PASSWORD}\n")
     assert r.exit_code == 0, r.stderr
     assert "legacy_hash" not in codes(store, "olga")[0]
+
+
+def test_ok_again_after_a_completed_recovery(store, db_path):
+    from tokenhelp import last_link
+    add_user(store, "anna", "--email", "anna@example.com")
+    store("token", "request", "anna@example.com")
+    assert "delivery_sent" in codes(store, "anna")[0]
+    assert redeem(store, "anna", link_parts(last_link(db_path))[1]).exit_code == 0
+    assert codes(store, "anna")[0] == ["ok"]

@@ -72,14 +72,19 @@ def diagnose(ctx: Ctx, login: str) -> dict:
 
     findings.extend(_control_string_findings(ctx, conn, user))
 
-    until = throttled_until(ctx, conn, user["id"])
+    # Once the newest control string was used, recovery is complete: the throttle and the
+    # delivery of its messages no longer stand in anyone's way.
+    latest = conn.execute("SELECT state FROM control_strings WHERE user_id = ? ORDER BY id DESC LIMIT 1",
+                          (user["id"],)).fetchone()
+    recovered = latest is not None and latest["state"] == "used"
+    until = None if recovered else throttled_until(ctx, conn, user["id"])
     if until is not None:
         add(_finding("throttled", f"New requests are throttled until {iso(until[0])}: {until[1]}.",
                      f"Wait until {iso(until[0])}, or an operator can pass the limit: "
                      f"b24recover token issue {name} --via email --force"))
 
     msg = outbox_store.last_for_user(conn, user["id"])
-    if msg is not None:
+    if msg is not None and not recovered:
         findings.extend(_delivery_findings(msg, sender))
 
     if user["must_change_password"]:
