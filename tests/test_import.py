@@ -399,6 +399,28 @@ def test_fast_email_path_matches_identifiers_property(address):
     test_fast_email_path_matches_identifiers(address)
 
 
+@pytest.mark.parametrize("region", ["RU", "DE", "US", "IT"])
+@pytest.mark.parametrize("number", [
+    "8 (912) 345-67-89", "+7 912 345 67 89", "89123456789", "+49 (0)30 901820", "0049 30 901820",
+    "+1 (415) 555-0132", "+39 06 1234 5678", "+44 (0)20 7946 0958", "(912) 345-67-89", "+7.912.345.67.89",
+    "12", "+7 1", "++7 912 345 67 89", "8 912 345 67 89 доб. 12", "+7\t912 345 67 89", " " * 70 + "89123456789",
+])
+def test_fast_phone_path_matches_identifiers(number, region):
+    def outcome(fn):
+        try:
+            return fn(number, region)
+        except Exception as exc:  # noqa: BLE001 - the error code and message are compared
+            return getattr(exc, "code", type(exc).__name__), str(exc)
+
+    assert outcome(importer.normalize_phone) == outcome(ids.normalize_phone)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.from_regex(r"\+?[0-9 ().\-/]{3,24}", fullmatch=True), st.sampled_from(["RU", "DE", "US", "BR"]))
+def test_fast_phone_path_matches_identifiers_property(number, region):
+    test_fast_phone_path_matches_identifiers(number, region)
+
+
 # ---- a kill -9 in the middle ---------------------------------------------------------------
 
 def _helpers_alive(mark: str) -> list[int]:
