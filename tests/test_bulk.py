@@ -281,38 +281,43 @@ def sctx(people, db_path, config_path, clock):
     store.close()
 
 
-def test_hashing_runs_in_worker_threads_never_while_the_write_lock_is_held(sctx, monkeypatch, tmp_path):
-    lock_held = threading.Event()
-    real_write = type(sctx.store).write
+def test_hashing_runs_in_worker_threads_never_during_a_chunk_write(sctx, monkeypatch, tmp_path):
+    writing = threading.Event()
+    real_store = bulk._store_chunk
 
-    @contextlib.contextmanager
-    def write(store):
-        with real_write(store) as conn:
-            lock_held.set()
-            try:
-                yield conn
-            finally:
-                lock_held.clear()
+    def store_chunk(ctx, job_id, chunk, *rest):
+        # Every hash this chunk stores is done before its transaction begins.
+        assert all(item.future is None or item.future.done() for item in chunk)
+        writing.set()
+        try:
+            return real_store(ctx, job_id, chunk, *rest)
+        finally:
+            writing.clear()
 
     seen = []
     real = bulk.prepare_password
 
     def spy(ctx, password, user):
-        during = lock_held.is_set()
+        during = writing.is_set()
         time.sleep(0.02)  # long enough that both workers take part
         result = real(ctx, password, user)
-        seen.append((threading.current_thread().name, ctx.store, during or lock_held.is_set()))
+        seen.append((threading.current_thread().name, ctx.store, during or writing.is_set()))
         return result
 
-    monkeypatch.setattr(type(sctx.store), "write", write)
+    monkeypatch.setattr(bulk, "_store_chunk", store_chunk)
     monkeypatch.setattr(bulk, "prepare_password", spy)
     source = io.BytesIO(b"anna\nboris\nclara\ndmitri\nelena\n")
-    result = bulk.bulk_reset(sctx, source, "temporary-password", out=str(tmp_path / "pw.csv"), workers=2, chunk=4)
+    result = bulk.bulk_reset(sctx, source, "temporary-password", out=str(tmp_path / "pw.csv"), workers=2, chunk=2)
     assert result["done"] == 5 and len(seen) == 5
     names = {name for name, _, _ in seen}
     assert len(names) == 2 and all(n.startswith("bcrypt") for n in names)
     assert all(store is None for _, store, _ in seen)  # workers never touch the sqlite connection
     assert not any(during for _, _, during in seen)
+    assert len(mails_of(sctx)) == 5  # every notice delivered, the last chunk's too
+
+
+def mails_of(ctx) -> list:
+    return mails(ctx.settings.db_path)
 
 
 def test_progress_is_reported_per_chunk(sctx, tmp_path):

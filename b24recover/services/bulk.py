@@ -16,8 +16,11 @@ Modes:
   accounts are skipped (they get no control strings).
 - temporary-password: a random policy-compliant password per account, `must_change_password`
   set. Passwords are hashed in parallel by a thread pool (pyca/bcrypt releases the GIL), a chunk
-  at a time and always outside the write lock; the chunk is then stored in one short
-  transaction. `login,password` lines go only into the `--out` file (0600, never a symlink).
+  at a time; once every hash of the chunk is done, and before the next chunk goes to the pool,
+  the chunk is stored in one short transaction, so no transaction ever waits for bcrypt.
+  `login,password` lines go only into the `--out` file (0600, never a symlink). The
+  "password changed" notices are queued in that transaction and delivered while the next
+  chunk hashes; if the run dies first they stay queued for `outbox send`.
 
 Crash order in temporary-password mode, per chunk: the lines are appended to the --out file and
 fsync'ed inside the transaction, just before its commit. Killed before the commit, the file
@@ -320,10 +323,10 @@ def _not_found(row: Row) -> B24Error:
     return B24Error("not_found", f"line {row.line}: no account with the login {row.login!r}")
 
 
-def _hash_chunk(ctx: Ctx, wctx: Ctx, pool, rows: list[Row]) -> list[_Pending]:
-    """Draw the passwords (policy with history, here where the store is), hash them on the pool
-    and wait for all of them. Workers get a context without the store: an sqlite3 connection
-    stays in its own thread. Returns before any write transaction is begun."""
+def _submit_chunk(ctx: Ctx, wctx: Ctx, pool, rows: list[Row]) -> list[_Pending]:
+    """Draw the passwords (policy with history, here where the store is) and hand each to the
+    pool as soon as it is drawn. Workers get a context without the store: an sqlite3 connection
+    stays in its own thread."""
     from .admin import generate_password
 
     chunk = []
@@ -339,6 +342,11 @@ def _hash_chunk(ctx: Ctx, wctx: Ctx, pool, rows: list[Row]) -> list[_Pending]:
             except B24Error as exc:
                 item.error = exc
         chunk.append(item)
+    return chunk
+
+
+def _collect(chunk: list[_Pending]) -> list[_Pending]:
+    """Wait for every hash of the chunk: called before its write transaction, never inside it."""
     for item in chunk:
         if item.future is not None:
             try:
@@ -385,8 +393,10 @@ def _store_chunk(ctx: Ctx, job_id: int, chunk: list[_Pending], fd: int, summary:
 
 def _temporary_passwords(ctx: Ctx, rows: list[Row], summary: Summary, fd: int, *, notify: bool,
                          reason: str | None, workers: int, chunk: int, progress) -> None:
-    """Chunk by chunk: hash in parallel with no transaction open anywhere in the process, then one
-    short write, then deliver the notices. The write lock is never held while bcrypt runs."""
+    """Chunk by chunk: hash in parallel, then store the chunk in one short transaction once all
+    its hashes are done and before the next chunk is handed to the pool, so the chunk's write
+    never coincides with bcrypt. The previous chunk's notices are delivered while the next one
+    hashes (delivery is mostly waiting for the disk or the mail server)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from passlib.hash import bcrypt_sha256
@@ -396,13 +406,17 @@ def _temporary_passwords(ctx: Ctx, rows: list[Row], summary: Summary, fd: int, *
     ctx.key()  # read the key once, so the workers' copy of the context carries it
     wctx = dataclasses.replace(ctx, store=None)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bcrypt")
+    undelivered: list[int] = []
     try:
         for start in range(0, len(rows), chunk):
-            hashed = _hash_chunk(ctx, wctx, pool, rows[start:start + chunk])
-            for message_id in _store_chunk(ctx, summary.job, hashed, fd, summary, notify, reason):
+            submitted = _submit_chunk(ctx, wctx, pool, rows[start:start + chunk])
+            for message_id in undelivered:
                 notices.deliver(ctx, message_id)
+            undelivered = _store_chunk(ctx, summary.job, _collect(submitted), fd, summary, notify, reason)
             if progress:
                 progress(min(start + chunk, len(rows)), len(rows))
+        for message_id in undelivered:
+            notices.deliver(ctx, message_id)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
 
