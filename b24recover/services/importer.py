@@ -48,7 +48,8 @@ BATCH_ROWS = 1000
 MAX_LINE = 64 * 1024          # longer physical lines are bad rows
 MAX_RECORD = 256 * 1024       # a quoted multi-line CSV record may not grow past this
 BAD_KEPT = 10_000             # bad rows listed in the result; bad_count has them all
-PARALLEL_AFTER = 4            # batches validated in-process before helper processes start
+PARALLEL_AFTER = 4            # batches validated in-process before helper processes start...
+PARALLEL_AT_ONCE = 2 << 20    # ...unless the input is a file this large: then at once
 IN_CHUNK = 900                # values per IN (...) list, under SQLite's oldest variable limit
 IMPORT_CACHE_KIB = 48 * 1024  # the store's page cache during an import
 
@@ -571,6 +572,7 @@ def helper_main() -> None:
     import sys
 
     inbox, outbox = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing printed by accident may corrupt the answers
     try:
         settings, layout = pickle.load(inbox)
         ctx = Ctx(store=None, settings=settings)
@@ -599,7 +601,6 @@ class Validator:
         self.in_flight: deque = deque()
 
     def _start(self) -> None:
-        import pickle
         import subprocess
         import sys
         from pathlib import Path
@@ -942,9 +943,16 @@ class Writer:
 
 # ---- the whole import --------------------------------------------------------------------------
 
+def _file_size(stream) -> int:
+    try:
+        return os.fstat(stream.fileno()).st_size  # 0 for a pipe
+    except (AttributeError, OSError, ValueError):
+        return 0
+
+
 def run_import(ctx: Ctx, stream, *, name: str = "-", fmt: str | None = None, on_conflict: str = "fail",
                dry_run: bool = False, progress=None, workers: int | None = None,
-               parallel_after: int = PARALLEL_AFTER) -> ImportResult:
+               parallel_after: int | None = None) -> ImportResult:
     """Import accounts from a binary stream. `progress(bytes_read)` is called after each batch.
 
     Raises B24Error for file-level problems (unknown format, bad header) before anything is
@@ -958,6 +966,9 @@ def run_import(ctx: Ctx, stream, *, name: str = "-", fmt: str | None = None, on_
     fmt = fmt or detect_format(name, lines.peek())
     layout, rows = records(lines, fmt)  # a bad header fails here, before any write
     result = ImportResult(format=fmt, dry_run=dry_run)
+    if parallel_after is None:
+        # A long file: helpers start at once, their start-up overlapping the first batches.
+        parallel_after = 0 if _file_size(stream) >= PARALLEL_AT_ONCE else PARALLEL_AFTER
     validator = Validator(ctx, layout, workers, parallel_after)
     writer = Writer(ctx, result, on_conflict, name)
     try:
