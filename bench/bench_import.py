@@ -162,8 +162,9 @@ def main() -> None:
     p = c.arg_parser(__doc__.split("\n\n")[0], runs=1, warmup=0)
     p.add_argument("--rows", type=int, default=None, help="rows of csv (default 1,000,000; quick 100,000)")
     args = p.parse_args()
-    if args.quick and args.runs is None:
-        args.runs = 1  # one import of 100k rows is the sanity run
+    if args.quick:  # one import of 100k rows, no warm-up, is the sanity run
+        args.runs = 1 if args.runs is None else args.runs
+        args.warmup = 0 if args.warmup is None else args.warmup
     runs, warmup = c.runs_of(args)
     rows = args.rows or (100_000 if args.quick else FULL_ROWS)
     c.require_tool()
@@ -214,7 +215,7 @@ def main() -> None:
         "params": {"rows": rows, "runs": runs, "warmup": warmup, "quick": args.quick, "csv_seconds": gen_seconds},
         "measurements": results, "import_runs": details, "baseline_code": FLOOR, "ratios": ratios,
         "checks": checks, "pass": all(ch["pass"] for ch in checks),
-    })
+    }, quick=args.quick)
 
 
 if __name__ == "__main__":

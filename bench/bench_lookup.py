@@ -200,7 +200,7 @@ def main() -> None:
                    "build_seconds": {str(n): s for n, s in build.items()}},
         "measurements": results, "baseline_code": BASELINE, "ratios": ratios, "checks": checks, "profile": prof,
         "pass": all(ch["pass"] for ch in checks),
-    })
+    }, quick=args.quick)
 
 
 if __name__ == "__main__":

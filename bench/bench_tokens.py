@@ -188,7 +188,7 @@ def main() -> None:
                    "build_seconds": build_seconds},
         "measurements": results, "baseline_code": {"bcrypt_sha256": PASSLIB_CODE, "bcrypt": BCRYPT_CODE},
         "ratios": ratios, "checks": checks, "pass": checks[0]["pass"], "profile": prof,
-    })
+    }, quick=args.quick)
 
 
 if __name__ == "__main__":

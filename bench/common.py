@@ -33,6 +33,7 @@ OUT = BENCH / "out"
 VENV_BIN = ROOT / ".venv" / "bin"
 B24 = VENV_BIN / "b24recover"  # the console script, as operators run it
 PY = VENV_BIN / "python"  # the same interpreter, for the baselines
+PYCACHE = OUT / "pycache"
 
 LANGS = ("en", "ru", "de", "it", "pt")
 _FIRST = (("Anna", "Анна"), ("Ivan", "Иван"), ("Maria", "Мария"), ("Sergey", "Сергей"), ("Olga", "Ольга"),
@@ -82,8 +83,14 @@ def bitrix_md5_hash(i: int) -> str:
 
 def clean_env(**extra: str) -> dict:
     """The caller's environment without B24RECOVER_* settings, so defaults (bcrypt cost 12,
-    the store given by --db) apply whatever the shell exported."""
+    the store given by --db) apply whatever the shell exported.
+
+    Byte-code caching is on, as on an installed system, but the cache lives in bench/out/pycache
+    (PYTHONPYCACHEPREFIX): a shell with PYTHONDONTWRITEBYTECODE=1 would otherwise make every run
+    compile each edited module again, and nothing is written into the source tree."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("B24RECOVER_")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
     env.update(extra)
     return env
 
@@ -388,9 +395,10 @@ def print_checks(checks: list[dict]) -> None:
           [[c["check"], c["value"], c["limit"], c["unit"], c["pass"], c["detail"]] for c in checks])
 
 
-def write_report(name: str, payload: dict) -> Path:
+def write_report(name: str, payload: dict, *, quick: bool = False) -> Path:
+    """bench/out/NAME.json; a --quick run writes NAME-quick.json so it never replaces a full one."""
     OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"{name}.json"
+    path = OUT / f"{name}{'-quick' if quick else ''}.json"
     payload = {"bench": name, "at": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                "machine": machine(), **payload}
     path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
