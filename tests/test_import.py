@@ -113,6 +113,17 @@ def test_imported_hashes_are_kept_and_recognised(store, db_path):
     assert salted[8:] == hashlib.md5((salted[:8] + "Sommerwiese!42").encode()).hexdigest()
 
 
+@pytest.mark.parametrize("login", ["anna.ivanova", "j.mueller", "giulia.rossi"])
+def test_imported_hash_signs_in_and_is_upgraded_by_passwd(store, login):
+    imported(store, str(EXAMPLES / "users.csv"))
+    scheme, password = EXAMPLE_PASSWORDS[login]
+    wrong = store("passwd", login, "--password-stdin", "--json", input="not-the-password\nAnother-long-pass-99\n")
+    assert wrong.exit_code == 6
+    r = store("passwd", login, "--password-stdin", "--json", input=f"{password}\nAnother-long-pass-99\n")
+    assert r.exit_code == 0, r.stderr
+    assert show(store, login)["password_scheme"] == "bcrypt-sha256"
+
+
 def test_example_bitrix_export(store, db_path):
     s = imported(store, str(EXAMPLES / "b_user.csv"))   # detected by its header; ';' sniffed
     assert (s["format"], s["read"], s["added"], s["bad"]) == ("bitrix", 5, 5, [])
@@ -302,6 +313,21 @@ def test_on_conflict_update(two_accounts, tmp_path, db_path):
     assert (again["updated"], again["unchanged"]) == (0, 1)
 
 
+def test_update_revokes_control_strings_when_an_address_changes(two_accounts, tmp_path):
+    for login in ("anna", "bob"):
+        assert two_accounts("token", "issue", login, "--via", "none", "--json").exit_code == 0
+    text = HEADER + "anna,anna.2@example.com,,,,,,,\nbob,,,Robert,,,,,\n"
+    s = imported(two_accounts, write(tmp_path, "u.csv", text), "--on-conflict", "update")
+    assert s["updated"] == 2
+
+    def states(login):
+        listing = two_accounts("token", "list", login, "--state", "all", "--json").json
+        return [t["state"] for t in listing["control_strings"]]
+
+    assert states("anna") == ["revoked"]   # Bitrix: a new email invalidates the control string
+    assert states("bob") == ["active"]     # a new name does not
+
+
 def test_duplicates_across_batches(store, tmp_path, db_path):
     rows = [f"u{i},u{i}@example.com,,,,,,," for i in range(1500)]
     rows.append("late,u3@example.com,,,,,,,")                    # line 1502: the email of line 5
@@ -380,7 +406,8 @@ def test_progress_callback_reports_bytes(store, tmp_path, db_path, config_path):
     "anna@example.com", "Anna.Ivanova@Example.RU", "first.last+tag@sub.example.co.uk", "postmaster@example.com",
     "Info@Example.com", "o'neil@example.ie", "user@xn--80ak6aa92e.com", "ольга@пример.рф", "a@b", "a..b@example.com",
     ".a@example.com", "a@-example.com", "a@example..com", "a@localhost", "a@example.test", "\"quoted\"@example.com",
-    "a b@example.com", "a@exa mple.com", "Name <a@example.com>", "a@example.com.", "a@123.123", "a@" + "x" * 64 + ".com",
+    "a b@example.com", "a@exa mple.com", "Name <a@example.com>", "a@example.com.", "a@123.123",
+    "a@" + "x" * 64 + ".com",
     ("l" * 70) + "@example.com", "x@" + ".".join(["abcdefghij"] * 24) + ".com",
 ])
 def test_fast_email_path_matches_identifiers(address):

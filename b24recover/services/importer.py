@@ -750,7 +750,8 @@ class Writer:
         self.ctx, self.result, self.mode, self.source = ctx, result, on_conflict, source
         self.conn = ctx.store.conn
         self.added_ids: list[tuple[int, int]] = []  # (after, last]: ids added by each batch
-        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS import_seen (hash INTEGER PRIMARY KEY, line INTEGER NOT NULL)")
+        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS import_seen"
+                          " (hash INTEGER PRIMARY KEY, line INTEGER NOT NULL)")
         self.conn.execute("DELETE FROM temp.import_seen")
         self.conn.execute("PRAGMA temp.cache_size = -8192")
         # A larger page cache for the store while importing: index pages of a big table stay
