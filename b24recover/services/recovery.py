@@ -11,7 +11,7 @@ from ..errors import B24Error
 from ..store import tokens as token_store
 from ..store import users as user_store
 from . import identifiers as ids
-from . import outbox
+from . import notices, outbox
 from . import secrets as secret_codec
 from .accounts import check_free
 from .context import Ctx
@@ -96,13 +96,7 @@ def _confirm_pending(ctx: Ctx, conn, user, row) -> str | None:
 
 def _queue_notices(ctx: Ctx, conn, user, confirmed: str | None) -> list[int]:
     """"Your password was changed" to the account's address; a linked-address notice to the other one."""
-    queued = []
-    target = ("email", user["email"]) if user["email"] else ("sms", user["phone"]) if user["phone"] else None
-    if target:
-        queued.append(outbox.enqueue(ctx, conn, user=user, channel=target[0], template="password_changed",
-                                     recipient=target[1], params={"changed_at": ctx.now()}))
+    queued = [notices.queue_password_changed(ctx, conn, user)]
     if confirmed:
-        notice = notify_other_address(ctx, conn, user, confirmed)
-        if notice is not None:
-            queued.append(notice)
-    return queued
+        queued.append(notify_other_address(ctx, conn, user, confirmed))
+    return [message for message in queued if message is not None]
