@@ -49,3 +49,33 @@ def test_concurrent_redemptions_exactly_one_wins(proc, db_path, config_path):
         assert "database is locked" not in "".join(r[2] for r in results)
     tokens = proc("token", "list", "anna", "--json").json["control_strings"]
     assert sum(1 for t in tokens if t["state"] == "used") == 12
+
+
+def test_ctrl_c_is_exit_130(db_path, config_path, proc):
+    """SIGINT while the tool waits at a prompt (a real terminal) ends with 130, no traceback."""
+    import pty
+    import signal
+
+    assert proc("init").exit_code == 0
+    pid, fd = pty.fork()
+    if pid == 0:  # the child runs the CLI on the terminal
+        os.chdir(ROOT)
+        os.execv(sys.executable, [sys.executable, "-m", "b24recover", "--db", str(db_path), "--config",
+                                  str(config_path), "user", "add", "anna"])
+    out = b""
+    deadline = time.time() + 30
+    while b"password" not in out.lower() and time.time() < deadline:
+        out += os.read(fd, 1024)
+    os.kill(pid, signal.SIGINT)
+    rest = b""
+    try:
+        while True:
+            chunk = os.read(fd, 1024)
+            if not chunk:
+                break
+            rest += chunk
+    except OSError:
+        pass
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 130
+    assert b"Traceback" not in rest

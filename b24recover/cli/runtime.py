@@ -32,10 +32,10 @@ def handle_errors(fn):
         except B24Error as exc:
             render.error(exc, as_json)
             raise typer.Exit(int(exc.exit_code)) from None
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, typer.Abort):  # Ctrl-C, also at a prompt
             render.info("interrupted")
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-        except (typer.Exit, typer.Abort):
+        except typer.Exit:
             raise
         except BrokenPipeError:
             raise typer.Exit(0) from None
