@@ -78,6 +78,7 @@ def test_temporary_passwords_go_only_into_the_out_file(people, db_path, tmp_path
     summary = r.json
     assert summary["mode"] == "temporary-password" and summary["done"] == 3
     assert summary["skipped"] == [] and summary["failed"] == []
+    assert summary["notices"] == {"sent": 3, "failed": 0, "other": 0}
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     lines = out_lines(out)
     assert [login for login, _ in lines] == ["anna", "boris", "clara"]
@@ -269,6 +270,21 @@ def test_delivery_failure_keeps_the_message_and_the_control_string(people, db_pa
     # issued is done: a re-run does not issue it again
     again = bulk_cs(people, "-", input="anna\n")
     assert again.json["skipped"][0]["reason"] == bulk.DONE_EARLIER
+
+
+def test_a_notice_that_cannot_be_delivered_does_not_fail_the_reset(people, db_path, config_path, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config_path.write_text(config_path.read_text() +
+                           f'[mail]\ntransport = "smtp"\nsmtp_host = "127.0.0.1"\nsmtp_port = {port}\nsmtp_timeout = "2s"\n')
+    out = tmp_path / "pw.csv"
+    r = bulk_temp(people, "-", out, input="anna\n")
+    assert r.exit_code == 0, r.stderr
+    assert r.json["done"] == 1 and r.json["notices"] == {"sent": 0, "failed": 1, "other": 0}
+    failed = people("outbox", "list", "--status", "failed", "--json").json["messages"]
+    assert [m["template"] for m in failed] == ["password_changed"]
+    assert verify_password(last_password(out)["anna"], users_table(db_path)["anna"]["password_hash"])
 
 
 # ---- service level: threads, progress ---------------------------------------------------------

@@ -155,6 +155,10 @@ def _summary_text(result: dict, out: str | None) -> None:
         typer.echo(f"  skipped {item['login']}: {item['reason']}")
     for item in result["failed"]:
         typer.echo(f"  failed  {item['login']}: {item['code']}: {item['reason']}")
+    sent = result.get("notices", {})
+    if sent.get("sent") or sent.get("failed"):
+        typer.echo(f"  notices: {sent['sent']} sent, {sent['failed']} failed"
+                   + (" (they stay in the outbox: b24recover outbox send)" if sent["failed"] else ""))
     if out and result["resumed"]:
         render.info(f"Resumed: in {out} the last line for a login is the password in force.")
 

@@ -76,6 +76,7 @@ class Summary:
     done: int = 0
     skipped: list[dict] = field(default_factory=list)
     failed: list[dict] = field(default_factory=list)
+    notices: dict = field(default_factory=lambda: {"sent": 0, "failed": 0, "other": 0})
 
     def skip(self, row: Row, reason: str) -> None:
         self.skipped.append({"login": row.login, "line": row.line, "reason": reason})
@@ -87,7 +88,14 @@ class Summary:
         by_line = lambda item: item["line"]  # noqa: E731
         return {"mode": self.mode, "job": self.job, "resumed": self.resumed, "total": self.total,
                 "done": self.done, "skipped": sorted(self.skipped, key=by_line),
-                "failed": sorted(self.failed, key=by_line)}
+                "failed": sorted(self.failed, key=by_line), "notices": self.notices}
+
+    def delivered(self, ctx: Ctx, message_ids: list[int]) -> None:
+        """Deliver "password changed" notices and count how it went. A failed one stays in the
+        outbox for `outbox send`; the reset itself stands, so it is no failed row."""
+        for message_id in message_ids:
+            status = notices.deliver(ctx, message_id)["status"]
+            self.notices[status if status in ("sent", "failed") else "other"] += 1
 
 
 # ---- reading the input ------------------------------------------------------------------------
@@ -410,13 +418,11 @@ def _temporary_passwords(ctx: Ctx, rows: list[Row], summary: Summary, fd: int, *
     try:
         for start in range(0, len(rows), chunk):
             submitted = _submit_chunk(ctx, wctx, pool, rows[start:start + chunk])
-            for message_id in undelivered:
-                notices.deliver(ctx, message_id)
+            summary.delivered(ctx, undelivered)
             undelivered = _store_chunk(ctx, summary.job, _collect(submitted), fd, summary, notify, reason)
             if progress:
                 progress(min(start + chunk, len(rows)), len(rows))
-        for message_id in undelivered:
-            notices.deliver(ctx, message_id)
+        summary.delivered(ctx, undelivered)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
 
