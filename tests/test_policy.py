@@ -513,3 +513,11 @@ def test_policy_check_as_a_real_process(proc):
     assert json.loads(r.stderr.strip().splitlines()[-1])["error"]["code"] == "password_policy"
     ok = proc("policy", "check", input=STRONG + "\n")
     assert ok.exit_code == 0 and STRONG not in ok.stdout + ok.stderr
+
+
+def test_shipped_common_password_list_is_zxcvbns():
+    from b24recover.services import common_passwords as cp
+
+    shipped = cp.LIST_FILE.read_text(encoding="utf-8").splitlines()
+    assert shipped == cp.from_zxcvbn()
+    assert len(shipped) >= 10_000

@@ -407,10 +407,6 @@ def _temporary_passwords(ctx: Ctx, rows: list[Row], summary: Summary, fd: int, *
     hashes (delivery is mostly waiting for the disk or the mail server)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from passlib.hash import bcrypt_sha256
-
-    # passlib.hash resolves its handlers lazily and not thread-safely: resolve it here, once.
-    bcrypt_sha256.get_backend()
     ctx.key()  # read the key once, so the workers' copy of the context carries it
     wctx = dataclasses.replace(ctx, store=None)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bcrypt")
