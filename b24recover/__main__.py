@@ -9,9 +9,14 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     # Everything we create (store, key, outbox, --out files) is private to the owner.
     os.umask(0o077)
+    args = sys.argv[1:] if argv is None else argv
+    from .cli.fast import try_fast
+
+    code = try_fast(args)
+    if code is not None:
+        return code
     from .cli.app import command_named, make_app
 
-    args = sys.argv[1:] if argv is None else argv
     try:
         make_app(only=command_named(args))(args=args, prog_name="b24recover")
     except SystemExit as exc:

@@ -71,13 +71,9 @@ def lookup(
     Examples: b24recover lookup anna@example.com; b24recover lookup "8 912 345-67-89";
     b24recover lookup Ivanova --by name
     """
-    from ..services.lookup import lookup as find
+    from .portal import lookup_body
 
-    matches = find(service_ctx(ctx), query, by)
-    if as_json:
-        render.emit_json({"matches": matches})
-    else:
-        render.table(render.ACCOUNT_COLUMNS, matches)
+    lookup_body(service_ctx(ctx), query, by, as_json)
 
 
 # Every command, registered lazily: a run builds only the command it was asked for, so typer
@@ -96,6 +92,7 @@ COMMANDS: dict[str, tuple[str | None, str, str | None]] = {
     "diagnose": ("helpdesk", "diagnose", None),
     "outbox": ("tokens", "outbox_app", "Messages and their delivery; retry the failed ones."),
     "policy": ("policy", "app", "Show the password policy or check a password against it."),
+    "audit": ("audit", "app", "Stale control strings and the audit trail."),
 }
 _GLOBAL_WITH_VALUE = ("--db", "--config", "--actor")
 

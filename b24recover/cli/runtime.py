@@ -5,20 +5,12 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from dataclasses import dataclass
 
 import typer
 
-from ..errors import B24Error, ExitCode
+from ..errors import B24Error
 from . import render
-
-
-@dataclass
-class Globals:
-    db: str
-    config: str | None
-    actor: str | None
-    clock: object = None  # tests inject a FixedClock here
+from .guard import Globals, make_ctx, run_guarded  # noqa: F401  (Globals is re-exported for tests)
 
 
 def handle_errors(fn):
@@ -26,53 +18,23 @@ def handle_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        as_json = bool(kwargs.get("as_json"))
-        try:
-            return fn(*args, **kwargs)
-        except B24Error as exc:
-            render.error(exc, as_json)
-            raise typer.Exit(int(exc.exit_code)) from None
-        except (KeyboardInterrupt, typer.Abort):  # Ctrl-C, also at a prompt
-            render.info("interrupted")
-            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-        except typer.Exit:
-            raise
-        except BrokenPipeError:
-            raise typer.Exit(0) from None
-        except Exception as exc:
-            if os.environ.get("B24RECOVER_DEBUG") == "1":
-                raise
-            import sqlite3
-
-            if type(exc) in (sqlite3.DatabaseError, sqlite3.OperationalError):
-                from ..store.db import translate  # a store that fails mid-command: exit 8, not a bug
-
-                tctx = kwargs.get("ctx")
-                root = tctx.find_root().obj if tctx is not None else None
-                err = translate(exc, root.db if root is not None else "the store")
-                render.error(err, as_json)
-                raise typer.Exit(int(err.exit_code)) from None
-            render.info(f"unexpected error ({type(exc).__name__}): {exc}; "
-                        "rerun with B24RECOVER_DEBUG=1 and report it")
-            raise typer.Exit(int(ExitCode.BUG)) from None
+        tctx = kwargs.get("ctx")
+        root = tctx.find_root().obj if tctx is not None else None
+        code = run_guarded(lambda: fn(*args, **kwargs), as_json=bool(kwargs.get("as_json")),
+                           db=root.db if root is not None else "the store",
+                           passthrough=(typer.Exit,), interrupts=(KeyboardInterrupt, typer.Abort))
+        if code:
+            raise typer.Exit(code)
 
     return wrapper
 
 
 def service_ctx(tctx: typer.Context, *, store: bool = True):
-    """Load settings and open the store named by the global options."""
-    from ..clock import SystemClock
-    from ..config import default_actor, load_settings
-    from ..services.context import Ctx
-    from ..store.db import open_store
-
-    g: Globals = tctx.find_root().obj
-    settings = load_settings(g.config, g.db)
-    opened = open_store(settings.db_path) if store else None
-    if opened is not None:
-        tctx.find_root().call_on_close(opened.close)
-    return Ctx(store=opened, settings=settings, clock=g.clock or SystemClock(),
-               actor=default_actor(settings, g.actor))
+    """The service context for the global options; the store closes with the command."""
+    ctx = make_ctx(tctx.find_root().obj, store=store)
+    if ctx.store is not None:
+        tctx.find_root().call_on_close(ctx.store.close)
+    return ctx
 
 
 # ---- secrets -------------------------------------------------------------------------------

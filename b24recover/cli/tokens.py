@@ -43,13 +43,9 @@ def request(
 
     Example: b24recover token request anna@example.com --json
     """
-    from ..services.tokens import request as do_request
+    from .portal import request_body
 
-    result = do_request(service_ctx(ctx), identifier)
-    if as_json:
-        render.emit_json(result)
-    else:
-        typer.echo(result["message"])
+    request_body(service_ctx(ctx), identifier, as_json)
 
 
 @app.command("issue")

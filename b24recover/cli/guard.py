@@ -1,0 +1,62 @@
+"""What runs every command, with or without typer: the global options, the service context,
+and the guard that turns any failure into its exit code and one clear message (never a
+traceback, never local variables)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ..errors import B24Error, ExitCode
+from . import render
+
+
+@dataclass
+class Globals:
+    db: str
+    config: str | None
+    actor: str | None
+    clock: object = None  # tests inject a FixedClock here
+
+
+def make_ctx(g: Globals, *, store: bool = True):
+    """Load settings and open the store named by the global options."""
+    from ..clock import SystemClock
+    from ..config import default_actor, load_settings
+    from ..services.context import Ctx
+    from ..store.db import open_store
+
+    settings = load_settings(g.config, g.db)
+    return Ctx(store=open_store(settings.db_path) if store else None, settings=settings,
+               clock=g.clock or SystemClock(), actor=default_actor(settings, g.actor))
+
+
+def run_guarded(call, *, as_json: bool, db: str, passthrough: tuple = (),
+                interrupts: tuple = (KeyboardInterrupt,)) -> int:
+    """Run a command body; return its exit code."""
+    try:
+        call()
+        return int(ExitCode.OK)
+    except passthrough:
+        raise
+    except B24Error as exc:
+        render.error(exc, as_json)
+        return int(exc.exit_code)
+    except interrupts:  # Ctrl-C, also at a prompt
+        render.info("interrupted")
+        return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        return int(ExitCode.OK)
+    except Exception as exc:
+        if os.environ.get("B24RECOVER_DEBUG") == "1":
+            raise
+        import sqlite3
+
+        if type(exc) in (sqlite3.DatabaseError, sqlite3.OperationalError):
+            from ..store.db import translate  # a store that fails mid-command: exit 8, not a bug
+
+            err = translate(exc, db)
+            render.error(err, as_json)
+            return int(err.exit_code)
+        render.info(f"unexpected error ({type(exc).__name__}): {exc}; rerun with B24RECOVER_DEBUG=1 and report it")
+        return int(ExitCode.BUG)

@@ -1,0 +1,73 @@
+"""`lookup` and `token request` answered without typer give exactly typer's answers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, add_user
+
+
+def run(argv, db_path, config_path, plain_globals: bool):
+    globals_ = (["--db", str(db_path), "--config", str(config_path)] if plain_globals
+                else [f"--db={db_path}", f"--config={config_path}"])  # typer's path
+    done = subprocess.run([sys.executable, "-m", "b24recover", *globals_, *argv], capture_output=True, cwd=ROOT)
+    return done.returncode, done.stdout, done.stderr
+
+
+CASES = [
+    ["lookup", "anna@example.com", "--json"],
+    ["lookup", "--json", "8 (912) 345-67-89"],
+    ["lookup", "anna"],
+    ["lookup", "Ivanova", "--by", "name", "--json"],
+    ["lookup", "nobody@example.com", "--json"],
+    ["lookup", "nobody"],
+    ["lookup", "anna", "--by", "nonsense", "--json"],
+    ["lookup", "a\x01b", "--json"],
+    ["token", "request", "anna@example.com", "--json"],
+    ["token", "request", "nobody"],
+]
+
+
+@pytest.fixture(scope="module")
+def populated(tmp_path_factory):
+    from typer.testing import CliRunner
+
+    from b24recover.cli.app import app
+
+    base = tmp_path_factory.mktemp("fast")
+    db_path, config_path = base / "b24.db", base / "b24recover.toml"
+    config_path.write_text("[hashing]\nbcrypt_rounds = 4\n[tokens]\nresend_interval = \"0s\"\n", encoding="utf-8")
+
+    def cli(*args, input=None):
+        r = CliRunner().invoke(app, ["--db", str(db_path), "--config", str(config_path), *args], input=input)
+        from conftest import Run
+        return Run(r.exit_code, r.stdout, r.stderr)
+
+    assert cli("init").exit_code == 0
+    add_user(cli, "anna", "--email", "anna@example.com", "--phone", "+79123456789", "--name", "Anna",
+             "--last-name", "Ivanova")
+    return db_path, config_path
+
+
+@pytest.mark.parametrize("argv", CASES, ids=[" ".join(c) for c in CASES])
+def test_same_answer_with_and_without_typer(populated, argv):
+    db_path, config_path = populated
+    fast = run(argv, db_path, config_path, plain_globals=True)
+    slow = run(argv, db_path, config_path, plain_globals=False)
+    assert fast == slow
+    assert b"Traceback" not in fast[2]
+
+
+def test_fast_path_does_not_import_typer(populated):
+    db_path, config_path = populated
+    code = ("import sys; from b24recover.__main__ import main; "
+            f"rc = main(['--db', {str(db_path)!r}, '--config', {str(config_path)!r}, 'lookup', 'anna', '--json']); "
+            "print('typer' in sys.modules, rc, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=ROOT, text=True)
+    assert done.stderr.strip().splitlines()[-1] == "False 0"
+    help_ = subprocess.run([sys.executable, "-m", "b24recover", "lookup", "--help"], capture_output=True,
+                           cwd=ROOT, text=True)
+    assert help_.returncode == 0 and "Example" in help_.stdout
