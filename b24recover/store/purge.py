@@ -1,0 +1,135 @@
+"""SQL of `audit tokens`: which control strings are stale, deleting them a batch at a time, and
+the integrity facts `audit log --verify` needs beyond the hash chain.
+
+Stale means ended (superseded, used, revoked) before the cutoff, or still marked active but
+expired before it. A control string that an undelivered outbox message (queued or failed)
+points at is held back: `outbox send` still needs it to deliver or to cancel that message.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+
+STATES = ("superseded", "used", "revoked", "expired")
+
+_HELD = ("EXISTS (SELECT 1 FROM outbox o WHERE o.control_string_id = c.id"
+         " AND o.status IN ('queued', 'failed'))")
+
+
+def _stale(state: str) -> str:
+    """The WHERE clause for one kind of stale row; each one is a range scan of its own index."""
+    if state == "expired":
+        return "c.state = 'active' AND c.expires_at < :cutoff"
+    if state in STATES:
+        return "c.state = :state AND c.ended_at < :cutoff"
+    raise ValueError(f"unknown state {state!r}")
+
+
+def stale_counts(conn, cutoff: int) -> tuple[dict[str, int], int]:
+    """({state: purgeable rows}, rows that would be stale but are held by the outbox)."""
+    counts, held = {}, 0
+    for state in STATES:
+        row = conn.execute(
+            f"SELECT count(*), coalesce(sum({_HELD}), 0) FROM control_strings c WHERE {_stale(state)}",
+            {"state": state, "cutoff": cutoff},
+        ).fetchone()
+        counts[state] = row[0] - row[1]
+        held += row[1]
+    return counts, held
+
+
+def delete_batch(conn, state: str, cutoff: int, limit: int, set_null: list[tuple[str, str]]) -> int:
+    """Delete up to `limit` stale rows of one state inside the caller's write transaction.
+
+    `set_null` lists (table, column) references to clear by hand when the connection runs with
+    foreign keys off (see bulk_session); it is empty when SQLite enforces them itself."""
+    ids = [r[0] for r in conn.execute(
+        f"SELECT c.id FROM control_strings c WHERE {_stale(state)} AND NOT {_HELD} LIMIT :limit",
+        {"state": state, "cutoff": cutoff, "limit": limit},
+    )]
+    if not ids:
+        return 0
+    marks = ",".join("?" * len(ids))
+    for table, column in set_null:
+        conn.execute(f"UPDATE {_q(table)} SET {_q(column)} = NULL WHERE {_q(column)} IN ({marks})", ids)
+    return conn.execute(f"DELETE FROM control_strings WHERE id IN ({marks})", ids).rowcount
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def references(conn) -> list[tuple[str, str, str]]:
+    """(table, column, ON DELETE action) of every foreign key that points at control_strings."""
+    found = []
+    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"
+                                         " AND name NOT LIKE 'sqlite_%'")]
+    for table in tables:
+        for fk in conn.execute(f"PRAGMA foreign_key_list({_q(table)})"):
+            if fk["table"] == "control_strings":
+                found.append((table, fk["from"], fk["on_delete"].upper()))
+    return found
+
+
+@contextmanager
+def bulk_session(conn, cache_mib: int = 256):
+    """Tune this connection for many short delete transactions; yields the set_null list.
+
+    - A large page cache: each batch touches pages all over the secret-hash and per-account
+      indexes, and a small cache would spill them to the WAL mid-transaction and read them back.
+    - synchronous=NORMAL for the batches: a batch lost to a power cut only comes back as rows
+      the next run deletes (WAL stays consistent either way); the final audit event is written
+      with FULL, whose WAL sync also makes every earlier batch durable.
+    - No automatic checkpoint after each commit: the purge checkpoints in the pauses it leaves
+      for other writers (PASSIVE, never blocking anyone), so the time of the copy is time the
+      write lock is free, and a page rewritten by several batches is copied back once.
+    - Foreign keys off when every reference to control_strings is ON DELETE SET NULL: clearing
+      those columns with one UPDATE per batch costs far less than SQLite's per-row action. Any
+      other kind of reference keeps SQLite's enforcement on.
+    """
+    refs = references(conn)
+    fast = all(action == "SET NULL" for _, _, action in refs)
+    saved = {name: conn.execute(f"PRAGMA {name}").fetchone()[0]
+             for name in ("cache_size", "synchronous", "wal_autocheckpoint", "foreign_keys")}
+    conn.execute(f"PRAGMA cache_size = -{cache_mib * 1024}")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    if fast:
+        conn.execute("PRAGMA foreign_keys = OFF")
+    try:
+        yield [(t, c) for t, c, _ in refs] if fast else []
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        for name, value in saved.items():
+            conn.execute(f"PRAGMA {name} = {int(value)}")
+
+
+def data_version(conn) -> int:
+    """Changes whenever another connection commits: how the purge sees that a waiter got in."""
+    return conn.execute("PRAGMA data_version").fetchone()[0]
+
+
+def checkpoint(conn) -> None:
+    """Copy the WAL back without waiting for anyone (never takes the write lock)."""
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+
+
+# ---- the audit trail's own guards -----------------------------------------------------------
+
+_GUARDS = {"UPDATE": re.compile(r"\bBEFORE\s+UPDATE\b", re.I), "DELETE": re.compile(r"\bBEFORE\s+DELETE\b", re.I)}
+
+
+def missing_audit_guards(conn) -> list[str]:
+    """Which of the append-only triggers (refusing UPDATE and DELETE) audit_log has lost."""
+    bodies = [r[0] or "" for r in conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_log'")]
+    return [op for op, pattern in _GUARDS.items()
+            if not any(pattern.search(sql) and "RAISE" in sql.upper() for sql in bodies)]
+
+
+def audit_bounds(conn) -> tuple[int, int | None]:
+    """(number of events, highest id)."""
+    row = conn.execute("SELECT count(*), max(id) FROM audit_log").fetchone()
+    return row[0], row[1]
