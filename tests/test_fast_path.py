@@ -13,7 +13,9 @@ from conftest import ROOT, add_user
 def run(argv, db_path, config_path, plain_globals: bool):
     globals_ = (["--db", str(db_path), "--config", str(config_path)] if plain_globals
                 else [f"--db={db_path}", f"--config={config_path}"])  # typer's path
-    done = subprocess.run([sys.executable, "-m", "b24recover", *globals_, *argv], capture_output=True, cwd=ROOT)
+    stdin = b"0123456789abcdefghijklmnopqrstuv\nsome new passphrase 1\n"  # a wrong control string
+    done = subprocess.run([sys.executable, "-m", "b24recover", *globals_, *argv], capture_output=True, cwd=ROOT,
+                          input=stdin)
     return done.returncode, done.stdout, done.stderr
 
 
@@ -28,6 +30,8 @@ CASES = [
     ["lookup", "a\x01b", "--json"],
     ["token", "request", "anna@example.com", "--json"],
     ["token", "request", "nobody"],
+    ["redeem", "anna", "--control-string-stdin", "--password-stdin", "--json"],
+    ["redeem", "nobody", "--json", "--control-string-stdin", "--password-stdin"],
 ]
 
 
@@ -71,3 +75,16 @@ def test_fast_path_does_not_import_typer(populated):
     help_ = subprocess.run([sys.executable, "-m", "b24recover", "lookup", "--help"], capture_output=True,
                            cwd=ROOT, text=True)
     assert help_.returncode == 0 and "Example" in help_.stdout
+
+
+def test_redeem_fast_path_sets_the_password(populated):
+    import json
+
+    db_path, config_path = populated
+    issued = run(["token", "issue", "anna", "--via", "none", "--force", "--json"], db_path, config_path, True)
+    secret = json.loads(issued[1])["link"].split("USER_CHECKWORD=")[1].split("&")[0]
+    argv = [sys.executable, "-m", "b24recover", "--db", str(db_path), "--config", str(config_path),
+            "redeem", "anna", "--control-string-stdin", "--password-stdin", "--json"]
+    done = subprocess.run(argv, input=f"{secret}\nfast path passphrase 9\n".encode(), capture_output=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["password_changed"] is True

@@ -1,10 +1,11 @@
-"""Answer `lookup` and `token request` without importing typer.
+"""Answer `lookup`, `token request` and `redeem` without importing typer.
 
 These are the calls a portal's forms and operators' scripts make all the time; typer's import
 alone is ~90 ms of a ~160 ms start. Only their plainest forms are taken here: global options
-`--db/--config/--actor VALUE`, then `lookup QUERY [--by WHERE] [--json]` or
-`token request IDENTIFIER [--json]`. Anything else (--help, `--opt=value`, unknown options,
-other commands) returns None and typer parses the command line as usual.
+`--db/--config/--actor VALUE`, then `lookup QUERY [--by WHERE] [--json]`,
+`token request IDENTIFIER [--json]` or
+`redeem LOGIN --control-string-stdin --password-stdin [--json]`. Anything else (--help,
+`--opt=value`, unknown options, other commands) returns None and typer parses as usual.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import os
 
 from .guard import Globals, make_ctx, run_guarded
-from .portal import lookup_body, request_body
+from .portal import lookup_body, redeem_body, request_body
 
 _GLOBALS = {"--db": "db", "--config": "config", "--actor": "actor"}
 
@@ -60,6 +61,14 @@ def try_fast(args: list[str]) -> int | None:
             return None
         (query, opts), as_json = parsed, bool(parsed[1].get("--json"))
         body = lambda: lookup_body(make_ctx(g), query, opts.get("--by", "auto"), as_json)  # noqa: E731
+    elif rest[:1] == ["redeem"] and "--control-string-stdin" in rest and "--password-stdin" in rest:
+        # The portal's "set a new password" form: both secrets on stdin, nothing to prompt for.
+        parsed = _options([a for a in rest[1:] if a not in ("--control-string-stdin", "--password-stdin")], ())
+        if parsed is None:
+            return None
+        (login, opts), as_json = parsed, bool(parsed[1].get("--json"))
+        body = lambda: redeem_body(lambda: make_ctx(g), login, control_string_stdin=True,  # noqa: E731
+                                   password_stdin=True, password_env=None, as_json=as_json)
     elif rest[:2] == ["token", "request"]:
         parsed = _options(rest[2:], ())
         if parsed is None:

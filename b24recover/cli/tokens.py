@@ -183,27 +183,10 @@ def redeem(
     Examples: b24recover redeem anna   (asks for the control string, then the password twice);
     printf '%s\\n%s\\n' "$CW" "$PW" | b24recover redeem anna --control-string-stdin --password-stdin
     """
-    from ..services.recovery import redeem as do_redeem
+    from .portal import redeem_body
 
-    if password_stdin and password_env:
-        raise B24Error("usage", "--password-stdin and --password-env exclude each other")
-    secrets = SecretInput(stdin=control_string_stdin or password_stdin, env=password_env, as_json=as_json)
-    if control_string_stdin:
-        secret = secrets.line(0, "the control string")
-    else:
-        secret = secrets.prompt("Control string or SMS code")
-    if password_stdin:
-        password = secrets.line(1 if control_string_stdin else 0, "the new password")
-    elif password_env:
-        password = secrets.from_env("the new password")
-    else:
-        password = secrets.prompt_new_password()
-    result = do_redeem(service_ctx(ctx), login, secret, password)
-    if as_json:
-        render.emit_json(result)
-    else:
-        render.info(f"The password of {result['login']} was changed."
-                    + (f" {result['confirmed']} is now confirmed." if result["confirmed"] else ""))
+    redeem_body(lambda: service_ctx(ctx), login, control_string_stdin=control_string_stdin,
+                password_stdin=password_stdin, password_env=password_env, as_json=as_json)
 
 
 @outbox_app.command("list")
