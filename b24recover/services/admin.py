@@ -72,7 +72,7 @@ def reset(ctx: Ctx, login: str, password: str | None = None, *, generate: bool =
     user = get_user(ctx.store.conn, login)
     if generate:
         password = generate_password(ctx, user)
-    new = prepare_password(ctx, password, user)  # slow: before the write lock
+    new = prepare_password(ctx, password, user, notify=notify)  # slow: before the write lock
     with ctx.store.write() as conn:
         row = user_store.by_id(conn, user["id"])
         if row is None:
@@ -113,7 +113,7 @@ def passwd(ctx: Ctx, login: str, current: str, new_password: str) -> dict:
     scheme = scheme_of(stored)
     if not verify_password(current, stored):  # slow: before the write lock
         raise _refuse_current(ctx, user, scheme)
-    new = prepare_password(ctx, new_password, user)
+    new = prepare_password(ctx, new_password, user, notify=True)
     with ctx.store.write() as conn:
         row = user_store.by_id(conn, user["id"])
         if row is None:

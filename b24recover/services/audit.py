@@ -1,7 +1,8 @@
 """`audit tokens` (stale control strings, their purge) and `audit log` (the trail, its chain).
 
-The purge deletes in short transactions of about 2,000 rows and steps aside between them so
-that operators and the portal writing at the same time wait a moment at most. Every batch
+The purge deletes in short transactions (2,000 rows to start, then sized by time) and steps
+aside between them, so that operators and the portal writing at the same time wait a moment at
+most. Every batch
 commits on its own, so a purge killed at any point leaves a consistent store and the next run
 simply carries on; the cutoff is fixed when a run starts, so it never chases rows that turn
 stale while it works.
@@ -61,7 +62,7 @@ class Pacer:
     the lock.
     """
 
-    batch: int = 2000
+    batch: int = BATCH
     adaptive: bool = True
     target: float = 0.2
     min_batch: int = 200
@@ -134,7 +135,8 @@ def purge_tokens(ctx: Ctx, older_than: int | None = None, *, dry_run: bool = Fal
         raise B24Error("usage", "the batch size must be at least 1")
     retention, cutoff = _cutoff(ctx, older_than)
     report = _report(ctx, retention, cutoff)
-    report.update(dry_run=dry_run, purged_by_state={s: 0 for s in purge_store.STATES}, batches=0)
+    report.update(dry_run=dry_run, purged_by_state={s: 0 for s in purge_store.STATES}, batches=0,
+                  seconds=0.0, yielded_seconds=0.0)
     if dry_run or report["total"] == 0:
         if not dry_run:
             _record_end(ctx, report, 0.0, None)

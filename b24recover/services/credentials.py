@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from ..store import tokens as token_store
 from ..store import users as user_store
+from . import notices
 from .context import Ctx
 from .passwords import hash_password
 from .policy import effective, enforce, history_digest
@@ -27,12 +28,18 @@ def account_fields(user) -> dict:
             "email": user["email"]}
 
 
-def prepare_password(ctx: Ctx, password: str, user=None, **fields) -> NewPassword:
-    """Check a new password against the policy (with the account's history) and hash it. Slow."""
+def prepare_password(ctx: Ctx, password: str, user=None, *, notify: bool = False, **fields) -> NewPassword:
+    """Check a new password against the policy (with the account's history) and hash it. Slow.
+    With `notify`, the password-changed notice's machinery loads meanwhile on the other core."""
     history = user_store.history(ctx.store.conn, user["id"], 64) if user is not None and ctx.store else []
     enforce(ctx.settings.policy, password, history=history, key=ctx.key(), **{**account_fields(user), **fields})
-    return NewPassword(hash=hash_password(password, ctx.settings.bcrypt_rounds),
-                       digest=history_digest(ctx.key(), password))
+    warming = notices.warm_up(ctx, user) if notify else None
+    try:
+        return NewPassword(hash=hash_password(password, ctx.settings.bcrypt_rounds),
+                           digest=history_digest(ctx.key(), password))
+    finally:
+        if warming is not None:
+            warming.join()
 
 
 def history_size(ctx: Ctx) -> int:

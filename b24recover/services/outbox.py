@@ -55,6 +55,20 @@ def enqueue(ctx: Ctx, conn, *, user, channel: str, template: str, recipient: str
     )
 
 
+def preload(channel: str, lang: str, params: dict) -> None:
+    """Import and load, ahead of time, what rendering and sending a notice needs."""
+    from ..messages import render
+
+    try:
+        render("password_changed", lang, params)
+    except ValueError:
+        pass  # only a warm-up: the real rendering reports any problem
+    if channel == "email":
+        from ..delivery import mail  # noqa: F401
+    else:
+        from ..delivery import sms  # noqa: F401
+
+
 def _render(ctx: Ctx, conn, msg) -> tuple[object, str | None]:
     """Build the text of a message; returns (Rendered, reason to cancel or None)."""
     from ..messages import render

@@ -49,9 +49,9 @@ def redeem(ctx: Ctx, login: str, secret: str, password: str) -> dict:
     if row is None or token_state(row, ctx.now()) != "active":
         raise _refuse(ctx, user, login, row, secret)
 
-    new = prepare_password(ctx, password, user)  # may raise password_policy: the string stays valid
+    new = prepare_password(ctx, password, user, notify=True)  # password_policy leaves the string valid
 
-    notices = []
+    message_ids = []
     with ctx.store.write() as conn:
         now = ctx.now()
         if not token_store.consume(conn, row["id"], now):
@@ -64,12 +64,12 @@ def redeem(ctx: Ctx, login: str, secret: str, password: str) -> dict:
             confirmed = _confirm_pending(ctx, conn, user, row) if row["purpose"] == "link" else None
             store_password(ctx, conn, user["id"], new, reason="password_changed")
             user = user_store.by_id(conn, user["id"])
-            notices = _queue_notices(ctx, conn, user, confirmed)
+            message_ids = _queue_notices(ctx, conn, user, confirmed)
             ctx.audit(conn, "redeem", user["login"], control_string=row["id"], kind=row["kind"],
                       purpose=row["purpose"], confirmed=confirmed)
     if failure is not None:
         raise failure
-    deliveries = [outbox.deliver(ctx, message_id) for message_id in notices]
+    deliveries = [outbox.deliver(ctx, message_id) for message_id in message_ids]
     return {
         "login": user["login"],
         "password_changed": True,
