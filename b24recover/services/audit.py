@@ -2,10 +2,9 @@
 
 The purge deletes in short transactions (2,000 rows to start, then sized by time) and steps
 aside between them, so that operators and the portal writing at the same time wait a moment at
-most. Every batch
-commits on its own, so a purge killed at any point leaves a consistent store and the next run
-simply carries on; the cutoff is fixed when a run starts, so it never chases rows that turn
-stale while it works.
+most. Every batch commits on its own, so a purge killed at any point leaves a consistent store
+and the next run simply carries on; the cutoff is fixed when a run starts, so it never chases
+rows that turn stale while it works.
 """
 
 from __future__ import annotations
