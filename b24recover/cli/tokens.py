@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Optional
 
 import typer
@@ -225,7 +226,7 @@ def outbox_send(ctx: typer.Context, as_json: bool = JSON):
     result = send_pending(service_ctx(ctx))
     if as_json:
         render.emit_json(result)
-    elif result["total"] or render.is_tty():
+    elif render.is_tty(sys.stderr):  # quiet under cron: it mails only on failure (below)
         render.info(f"{result['sent']} sent, {result['failed']} failed, {result['cancelled']} cancelled "
                     f"(of {result['total']}).")
     if result["failed"]:

@@ -76,11 +76,9 @@ def references(conn) -> list[tuple[str, str, str]]:
 def bulk_session(conn, cache_mib: int = 256):
     """Tune this connection for many short delete transactions; yields the set_null list.
 
-    - A large page cache: each batch touches pages all over the secret-hash and per-account
+    - A large page cache: each batch touches pages all over the per-account and state
       indexes, and a small cache would spill them to the WAL mid-transaction and read them back.
-    - synchronous=NORMAL for the batches: a batch lost to a power cut only comes back as rows
-      the next run deletes (WAL stays consistent either way); the final audit event is written
-      with FULL, whose WAL sync also makes every earlier batch durable.
+    - synchronous stays FULL (SPEC §5): every batch is durable when its transaction ends.
     - No automatic checkpoint after each commit: the purge checkpoints in the pauses it leaves
       for other writers (PASSIVE, never blocking anyone), so the time of the copy is time the
       write lock is free, and a page rewritten by several batches is copied back once.
@@ -91,9 +89,8 @@ def bulk_session(conn, cache_mib: int = 256):
     refs = references(conn)
     fast = all(action == "SET NULL" for _, _, action in refs)
     saved = {name: conn.execute(f"PRAGMA {name}").fetchone()[0]
-             for name in ("cache_size", "synchronous", "wal_autocheckpoint", "foreign_keys")}
+             for name in ("cache_size", "wal_autocheckpoint", "foreign_keys")}
     conn.execute(f"PRAGMA cache_size = -{cache_mib * 1024}")
-    conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA wal_autocheckpoint = 0")
     if fast:
         conn.execute("PRAGMA foreign_keys = OFF")
