@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from ..clock import iso
 from ..errors import B24Error
+from ..store import audit as audit_store
+from ..store import outbox as outbox_store
 from ..store import tokens as token_store
 from ..store import users as user_store
 from . import identifiers as ids
@@ -49,6 +51,16 @@ def get_user(conn, login: str):
     if row is None:
         raise B24Error("not_found", f"no account with the login {login!r}")
     return row
+
+
+def revoke_on_change(conn, user_id: int, changes: dict, now: int) -> int:
+    """Bitrix: blocking an account, or changing its login, email, phone or password hash,
+    invalidates its control string. Returns how many were revoked."""
+    if changes.get("blocked"):
+        return token_store.revoke_active(conn, user_id, now, "blocked")
+    if {"login_key", "email_key", "phone", "password_hash"} & changes.keys():
+        return token_store.revoke_active(conn, user_id, now, "account_changed")
+    return 0
 
 
 def check_free(conn, *, login_key: str | None = None, email_key: str | None = None,
@@ -171,10 +183,7 @@ def update_user(ctx: Ctx, login: str, *, email: str | None = None, clear_email: 
             return account_view(conn, row)
         actual["updated_at"] = ctx.now()
         user_store.update(conn, row["id"], actual)
-        revoked = 0
-        if {"login_key", "email_key", "phone"} & actual.keys():
-            # Bitrix: changing login, email or phone invalidates the control string.
-            revoked = token_store.revoke_active(conn, row["id"], ctx.now(), "account_changed")
+        revoked = revoke_on_change(conn, row["id"], actual, ctx.now())
         shown = {k: v for k, v in actual.items() if k in ("email", "phone", "name", "last_name", "lang", "login")}
         ctx.audit(conn, "user.update", actual.get("login", row["login"]), changes=shown,
                   old_login=row["login"] if "login" in actual else None, revoked=revoked)
@@ -186,9 +195,9 @@ def set_blocked(ctx: Ctx, login: str, blocked: bool) -> dict:
         row = get_user(conn, login)
         revoked = 0
         if bool(row["blocked"]) != blocked:
-            user_store.update(conn, row["id"], {"blocked": int(blocked), "updated_at": ctx.now()})
-            if blocked:
-                revoked = token_store.revoke_active(conn, row["id"], ctx.now(), "blocked")
+            change = {"blocked": int(blocked), "updated_at": ctx.now()}
+            user_store.update(conn, row["id"], change)
+            revoked = revoke_on_change(conn, row["id"], change, ctx.now())
             ctx.audit(conn, "user.block" if blocked else "user.unblock", row["login"], revoked=revoked)
         return account_view(conn, user_store.by_id(conn, row["id"]))
 
@@ -204,15 +213,10 @@ def show_user(ctx: Ctx, login: str) -> dict:
     row = get_user(conn, login)
     view = account_view(conn, row)
     now = ctx.now()
-    tokens = conn.execute(
-        "SELECT * FROM control_strings WHERE user_id = ? ORDER BY id DESC LIMIT 10", (row["id"],)
-    ).fetchall()
-    messages = conn.execute(
-        "SELECT * FROM outbox WHERE user_id = ? ORDER BY id DESC LIMIT 5", (row["id"],)
-    ).fetchall()
-    events = conn.execute(
-        "SELECT * FROM audit_log WHERE login_key = ? ORDER BY id DESC LIMIT 10", (row["login_key"],)
-    ).fetchall()
+    tokens = token_store.recent(conn, row["id"], 10)
+    messages = outbox_store.recent_for_user(conn, row["id"], 5)
+    # query() answers oldest first; the view lists the newest first.
+    events = audit_store.query(conn, login_key=row["login_key"], action=None, since=None, limit=10)[::-1]
     pending = user_store.pending(conn, row["id"])
     from .views import control_string_view, event_view, message_view
 

@@ -91,7 +91,7 @@ def reset(ctx: Ctx, login: str, password: str | None = None, *, generate: bool =
 def _refuse_current(ctx: Ctx, user, scheme: str | None) -> B24Error:
     """Count a wrong current password against the account and audit it."""
     with ctx.store.write() as conn:
-        conn.execute("UPDATE users SET failed_attempts = failed_attempts + 1 WHERE id = ?", (user["id"],))
+        user_store.count_failed_attempt(conn, user["id"])
         row = user_store.by_id(conn, user["id"])
         ctx.audit(conn, "passwd.failed", user["login"], code="password_incorrect",
                   failed_attempts=row["failed_attempts"] if row else None, scheme=scheme)

@@ -74,8 +74,7 @@ def diagnose(ctx: Ctx, login: str) -> dict:
 
     # Once the newest control string was used, recovery is complete: the throttle and the
     # delivery of its messages no longer stand in anyone's way.
-    latest = conn.execute("SELECT state FROM control_strings WHERE user_id = ? ORDER BY id DESC LIMIT 1",
-                          (user["id"],)).fetchone()
+    latest = token_store.latest(conn, user["id"])
     recovered = latest is not None and latest["state"] == "used"
     until = None if recovered else throttled_until(ctx, conn, user["id"])
     if until is not None:
@@ -104,8 +103,7 @@ def _control_string_findings(ctx: Ctx, conn, user) -> list[dict]:
     """What happened to the last control string, and to the last attempt to use one."""
     name, now = user["login"], ctx.now()
     out = []
-    latest = conn.execute("SELECT * FROM control_strings WHERE user_id = ? ORDER BY id DESC LIMIT 1",
-                          (user["id"],)).fetchone()
+    latest = token_store.latest(conn, user["id"])
     attempt = _last_event(conn, user["login_key"], ("redeem", "redeem.failed"))
     failed_code = None
     if attempt is not None and attempt["action"] == "redeem.failed" and (latest is None or attempt["at"] >= latest["created_at"]):

@@ -31,7 +31,7 @@ def _refuse(ctx: Ctx, user, typed_login: str, row, secret: str) -> B24Error:
                 if token_store.count_wrong_try(conn, active["id"], ctx.settings.tokens.code_attempts, ctx.now()):
                     err = B24Error("too_many_attempts",
                                    "the code was entered wrongly too many times and no longer works")
-            conn.execute("UPDATE users SET failed_attempts = failed_attempts + 1 WHERE id = ?", (user["id"],))
+            user_store.count_failed_attempt(conn, user["id"])
         ctx.audit(conn, "redeem.failed", user["login"] if user else None, code=err.code,
                   control_string=row["id"] if row else None,
                   typed_login=None if user else typed_login[:255])

@@ -55,5 +55,11 @@ def listing(conn, status: str | None, limit: int):
     return conn.execute("SELECT * FROM outbox ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
 
 
+def recent_for_user(conn, user_id: int, limit: int):
+    """The account's newest messages, newest first."""
+    return conn.execute("SELECT * FROM outbox WHERE user_id = ? ORDER BY id DESC LIMIT ?", (user_id, limit)).fetchall()
+
+
 def last_for_user(conn, user_id: int):
-    return conn.execute("SELECT * FROM outbox WHERE user_id = ? ORDER BY id DESC LIMIT 1", (user_id,)).fetchone()
+    rows = recent_for_user(conn, user_id, 1)
+    return rows[0] if rows else None

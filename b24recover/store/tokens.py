@@ -53,6 +53,18 @@ def by_id(conn, token_id: int):
     return conn.execute("SELECT * FROM control_strings WHERE id = ?", (token_id,)).fetchone()
 
 
+def recent(conn, user_id: int, limit: int):
+    """The account's newest control strings, newest first."""
+    return conn.execute(
+        "SELECT * FROM control_strings WHERE user_id = ? ORDER BY id DESC LIMIT ?", (user_id, limit)
+    ).fetchall()
+
+
+def latest(conn, user_id: int):
+    rows = recent(conn, user_id, 1)
+    return rows[0] if rows else None
+
+
 def matching(conn, user_id: int, secret_hash: str):
     return conn.execute(
         "SELECT * FROM control_strings WHERE user_id = ? AND secret_hash = ? ORDER BY id DESC LIMIT 1",

@@ -28,6 +28,15 @@ def delete(conn, user_id: int) -> None:
     conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
 
 
+def count_failed_attempt(conn, user_id: int) -> None:
+    conn.execute("UPDATE users SET failed_attempts = failed_attempts + 1 WHERE id = ?", (user_id,))
+
+
+def max_id(conn) -> int:
+    """The highest account id, 0 for an empty table: ids above it are inserted after this call."""
+    return conn.execute("SELECT coalesce(max(id), 0) FROM users").fetchone()[0]
+
+
 def by_id(conn, user_id: int):
     return conn.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
 
