@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterator
 
 from ..errors import B24Error
+from ..store import bulk as bulk_store
 from ..store import users as user_store
 from . import identifiers as ids
 from . import notices
@@ -209,58 +210,31 @@ def _start_job(ctx: Ctx, mode: str, keys: list[str], restart: bool) -> tuple[int
     """The job for this input (created or found) and the status of every item already recorded."""
     digest = fingerprint(mode, keys)
     with ctx.store.write() as conn:
-        job = conn.execute("SELECT id FROM bulk_jobs WHERE fingerprint = ?", (digest,)).fetchone()
+        job = bulk_store.job_by_fingerprint(conn, digest)
         if job is not None and restart:
-            conn.execute("DELETE FROM bulk_items WHERE job_id = ?", (job["id"],))
-            conn.execute("DELETE FROM bulk_jobs WHERE id = ?", (job["id"],))
+            bulk_store.delete_job(conn, job["id"])
             job = None
         if job is None:
-            cur = conn.execute("INSERT INTO bulk_jobs (fingerprint, mode, created_at) VALUES (?, ?, ?)",
-                               (digest, mode, ctx.now()))
-            return cur.lastrowid, False, {}
-        items = conn.execute("SELECT login_key, status FROM bulk_items WHERE job_id = ?", (job["id"],))
-        return job["id"], True, {r["login_key"]: r["status"] for r in items}
+            return bulk_store.create_job(conn, digest, mode, ctx.now()), False, {}
+        return job["id"], True, bulk_store.item_statuses(conn, job["id"])
 
 
 def _mark(ctx: Ctx, conn, job_id: int, key: str, status: str, reason: str | None = None) -> None:
-    conn.execute(
-        "INSERT INTO bulk_items (job_id, login_key, status, reason, done_at) VALUES (?, ?, ?, ?, ?)"
-        " ON CONFLICT (job_id, login_key) DO UPDATE SET status = excluded.status,"
-        " reason = excluded.reason, done_at = excluded.done_at",
-        (job_id, key, status, reason, ctx.now()),
-    )
+    bulk_store.mark_item(conn, job_id, key, status, reason, ctx.now())
 
 
 def _done_meanwhile(conn, job_id: int, key: str) -> bool:
     """Checked inside the write transaction: a second run of the same job started at the same
     time may have done this account since we read the job; it must not be done twice."""
-    row = conn.execute("SELECT status FROM bulk_items WHERE job_id = ? AND login_key = ?", (job_id, key)).fetchone()
-    return row is not None and row["status"] == "done"
+    return bulk_store.item_status(conn, job_id, key) == "done"
 
 
 def _finish_job(ctx: Ctx, summary: Summary, reason: str | None, forced: bool) -> None:
     with ctx.store.write() as conn:
-        conn.execute("UPDATE bulk_jobs SET finished_at = ? WHERE id = ?", (ctx.now(), summary.job))
+        bulk_store.finish_job(conn, summary.job, ctx.now())
         ctx.audit(conn, "bulk.reset", None, job=summary.job, mode=summary.mode, resumed=summary.resumed,
                   total=summary.total, done=summary.done, skipped=len(summary.skipped),
                   failed=len(summary.failed), forced=forced, reason=reason)
-
-
-class _Item:
-    """One account moving through a chunk inside a savepoint: a B24Error undoes only this row."""
-
-    def __init__(self, conn):
-        self.conn = conn
-
-    def __enter__(self):
-        self.conn.execute("SAVEPOINT bulk_item")
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None and issubclass(exc_type, B24Error):
-            self.conn.execute("ROLLBACK TO bulk_item")
-        self.conn.execute("RELEASE bulk_item")
-        return False
 
 
 # ---- the --out file ---------------------------------------------------------------------------
@@ -372,7 +346,7 @@ def _store_chunk(ctx: Ctx, job_id: int, chunk: list[_Pending], fd: int, summary:
         for item in chunk:
             row = item.row
             try:
-                with _Item(conn):
+                with bulk_store.item(conn):
                     if _done_meanwhile(conn, job_id, row.key):
                         summary.skip(row, DONE_MEANWHILE)
                         continue
@@ -438,7 +412,7 @@ def _control_strings(ctx: Ctx, rows: list[Row], summary: Summary, *, force: bool
         with ctx.store.write() as conn:
             for row in part:
                 try:
-                    with _Item(conn):
+                    with bulk_store.item(conn):
                         if _done_meanwhile(conn, summary.job, row.key):
                             summary.skip(row, DONE_MEANWHILE)
                             continue
