@@ -37,7 +37,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ..errors import B24Error
-from ..store import tokens as token_store
+from ..store import imports as import_store
 from ..store import users as user_store
 from . import accounts
 from . import identifiers as ids
@@ -50,7 +50,6 @@ MAX_RECORD = 256 * 1024       # a quoted multi-line CSV record may not grow past
 BAD_KEPT = 10_000             # bad rows listed in the result; bad_count has them all
 PARALLEL_AFTER = 4            # batches validated in-process before helper processes start...
 PARALLEL_AT_ONCE = 2 << 20    # ...unless the input is a file this large: then at once
-IN_CHUNK = 900                # values per IN (...) list, under SQLite's oldest variable limit
 IMPORT_CACHE_KIB = 48 * 1024  # the store's page cache during an import
 
 FORMATS = ("csv", "jsonl", "bitrix")
@@ -682,50 +681,7 @@ class Validator:
 
 # ---- writing ---------------------------------------------------------------------------------
 #
-# Bulk queries over a batch. They belong with store/users.py; they live here while the
-# importer is their only user.
-
-def _chunks(values: list, size: int = IN_CHUNK):
-    for i in range(0, len(values), size):
-        yield values[i:i + size]
-
-
-def _in_use(conn, table: str, column: str, values: list) -> set:
-    found = set()
-    for chunk in _chunks(values):
-        sql = f"SELECT {column} FROM {table} WHERE {column} IN ({','.join('?' * len(chunk))})"
-        found.update(r[0] for r in conn.execute(sql, chunk))
-    return found
-
-
-def _socials_in_use(conn, pairs: list) -> set:
-    found = set()
-    for chunk in _chunks(pairs, IN_CHUNK // 2):
-        sql = ("SELECT provider, subject FROM social_identities WHERE (provider, subject) IN (VALUES "
-               + ",".join(["(?,?)"] * len(chunk)) + ")")
-        found.update((r[0], r[1]) for r in conn.execute(sql, [x for pair in chunk for x in pair]))
-    return found
-
-
-_INSERT_COLUMNS = ("login", "login_key", "email", "email_key", "phone", "name", "last_name", "lang",
-                   "blocked", "password_hash", "created_at", "updated_at", "password_changed_at")
-_ROWS_PER_INSERT = 32766 // len(_INSERT_COLUMNS) // 4
-
-
-def _insert_users(conn, rows: list[tuple], returning: bool) -> dict[str, int]:
-    """One multi-row INSERT per chunk: the full-text trigger then costs a fraction of one insert
-    per statement. Returns login_key -> id when asked."""
-    ids_by_key: dict[str, int] = {}
-    one = "(" + ",".join("?" * len(_INSERT_COLUMNS)) + ")"
-    for chunk in _chunks(rows, _ROWS_PER_INSERT):
-        sql = f"INSERT INTO users ({', '.join(_INSERT_COLUMNS)}) VALUES " + ",".join([one] * len(chunk))
-        if returning:
-            sql += " RETURNING id, login_key"
-        cur = conn.execute(sql, [x for row in chunk for x in row])
-        if returning:
-            ids_by_key.update((key, user_id) for user_id, key in cur.fetchall())
-    return ids_by_key
-
+# The batch queries (IN (...) lookups, multi-row INSERTs, the TEMP table) are in store/imports.py.
 
 _KEY_WHAT = {"l": "login", "a": "address", "s": "social identity"}
 
@@ -742,26 +698,24 @@ class Writer:
     are in `claimed`. Across batches: the accounts this import added are the id ranges it
     inserted (the write lock is held, so every new id of a batch is ours); the accounts it
     updated, and in a dry run (whose batches are rolled back) every identifier, are kept in a
-    TEMP table of 64-bit key hashes: it lives on disk behind a small page cache, so millions of
-    rows do not grow this process, and writing it never takes the store's write lock.
+    TEMP table of 64-bit key hashes (store/imports.py): it lives on disk behind a small page
+    cache, so millions of rows do not grow this process, and writing it never takes the store's
+    write lock.
     """
 
     def __init__(self, ctx: Ctx, result: ImportResult, on_conflict: str, source: str):
         self.ctx, self.result, self.mode, self.source = ctx, result, on_conflict, source
         self.conn = ctx.store.conn
         self.added_ids: list[tuple[int, int]] = []  # (after, last]: ids added by each batch
-        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS import_seen"
-                          " (hash INTEGER PRIMARY KEY, line INTEGER NOT NULL)")
-        self.conn.execute("DELETE FROM temp.import_seen")
-        self.conn.execute("PRAGMA temp.cache_size = -8192")
+        import_store.open_seen(self.conn)
         # A larger page cache for the store while importing: index pages of a big table stay
         # in memory instead of being re-read for every batch (measured: a third off each insert).
-        self.cache_size = self.conn.execute("PRAGMA main.cache_size").fetchone()[0]
-        self.conn.execute(f"PRAGMA main.cache_size = {-IMPORT_CACHE_KIB}")
+        self.cache_size = import_store.cache_size(self.conn)
+        import_store.set_cache_size(self.conn, -IMPORT_CACHE_KIB)
 
     def close(self) -> None:
-        self.conn.execute("DROP TABLE IF EXISTS temp.import_seen")
-        self.conn.execute(f"PRAGMA main.cache_size = {int(self.cache_size)}")
+        import_store.close_seen(self.conn)
+        import_store.set_cache_size(self.conn, self.cache_size)
 
     def _counts(self) -> tuple:
         r = self.result
@@ -792,12 +746,7 @@ class Writer:
             del result.bad[result.bad_count:]
             raise
         if remember:
-            self.conn.execute("BEGIN")  # the temp database alone: the store's lock is not taken
-            try:
-                self.conn.executemany("INSERT OR IGNORE INTO temp.import_seen (hash, line) VALUES (?, ?)",
-                                      sorted((hash(k), claimed[k]) for k in remember))
-            finally:
-                self.conn.execute("COMMIT")
+            import_store.remember_seen(self.conn, ((hash(k), claimed[k]) for k in remember))
 
     def _apply(self, conn, batch: list, claimed: dict, remember: list) -> tuple[int, int] | None:
         result, dry_run = self.result, self.result.dry_run
@@ -845,11 +794,7 @@ class Writer:
         cannot invent a duplicate."""
         dry_run = self.result.dry_run
         hashes = [hash(k) for row in good for k in row[V_KEYS] if dry_run or k in hits]
-        found: dict[int, int] = {}
-        for chunk in _chunks(hashes):
-            sql = f"SELECT hash, line FROM temp.import_seen WHERE hash IN ({','.join('?' * len(chunk))})"
-            found.update(conn.execute(sql, chunk).fetchall())
-        return found
+        return import_store.seen_lines(conn, hashes)
 
     def _store_hits(self, conn, good: list) -> set[str]:
         """Keys of this batch already used in the store; only those rows need precise checks."""
@@ -857,11 +802,11 @@ class Writer:
         emails = [r[V_EMAIL_KEY] for r in good if r[V_EMAIL_KEY]]
         phones = [r[V_PHONE] for r in good if r[V_PHONE]]
         socials = [pair for r in good for pair in r[V_SOCIAL]]
-        hits = {"l:" + k for k in _in_use(conn, "users", "login_key", logins)}
-        hits.update("a:" + k for k in _in_use(conn, "users", "email_key", emails))
-        hits.update("a:" + k for k in _in_use(conn, "users", "phone", phones))
-        hits.update("a:" + k for k in _in_use(conn, "pending_addresses", "address_key", emails + phones))
-        hits.update(f"s:{p}:{s}" for p, s in _socials_in_use(conn, socials))
+        hits = {"l:" + k for k in import_store.keys_in_use(conn, "login_key", logins)}
+        hits.update("a:" + k for k in import_store.keys_in_use(conn, "email_key", emails))
+        hits.update("a:" + k for k in import_store.keys_in_use(conn, "phone", phones))
+        hits.update("a:" + k for k in import_store.keys_in_use(conn, "address_key", emails + phones))
+        hits.update(f"s:{p}:{s}" for p, s in import_store.socials_in_use(conn, socials))
         return hits
 
     def _added_here(self, user_id: int) -> bool:
@@ -914,32 +859,28 @@ class Writer:
         user_store.update(conn, existing["id"], changes)
         for provider, subject in new_socials:
             user_store.add_social(conn, existing["id"], provider, subject, now)
-        if changes.get("blocked"):
-            token_store.revoke_active(conn, existing["id"], now, "blocked")
-        elif {"email_key", "phone", "password_hash"} & changes.keys():
-            # Bitrix: a changed address or password makes the current control string invalid.
-            token_store.revoke_active(conn, existing["id"], now, "account_changed")
+        accounts.revoke_on_change(conn, existing["id"], changes, now)
         self.result.updated += 1
 
     @staticmethod
     def _insert(conn, plain: list, with_social: list, now: int) -> tuple[int, int] | None:
         """Insert the new accounts; return the range (after, last] of their ids."""
-        def columns(r):
+        def columns(r):  # in import_store.INSERT_COLUMNS order
             return (r[V_LOGIN], r[V_KEY], r[V_EMAIL], r[V_EMAIL_KEY], r[V_PHONE], r[V_NAME] or "",
                     r[V_LAST] or "", r[V_LANG], int(bool(r[V_BLOCKED])), r[V_HASH], now, now,
                     now if r[V_HASH] else None)
 
         if not plain and not with_social:
             return None
-        after = conn.execute("SELECT coalesce(max(id), 0) FROM users").fetchone()[0]
+        after = user_store.max_id(conn)
         if plain:
-            _insert_users(conn, [columns(r) for r in plain], returning=False)
+            import_store.insert_many(conn, [columns(r) for r in plain], returning=False)
         if with_social:
-            ids_by_key = _insert_users(conn, [columns(r) for r in with_social], returning=True)
+            ids_by_key = import_store.insert_many(conn, [columns(r) for r in with_social], returning=True)
             for r in with_social:
                 for provider, subject in r[V_SOCIAL]:
                     user_store.add_social(conn, ids_by_key[r[V_KEY]], provider, subject, now)
-        return after, conn.execute("SELECT max(id) FROM users").fetchone()[0]
+        return after, user_store.max_id(conn)
 
 
 # ---- the whole import --------------------------------------------------------------------------

@@ -1,0 +1,99 @@
+"""Batch queries of `user import`: a few IN (...) lookups and multi-row INSERTs per batch instead
+of one statement per row, and the TEMP table of identifiers seen in earlier batches."""
+
+from __future__ import annotations
+
+IN_CHUNK = 900  # values per IN (...) list, under SQLite's oldest variable limit
+
+# Where each identifier lives; the only names ever put into the SQL text.
+KEY_TABLES = {"login_key": "users", "email_key": "users", "phone": "users", "address_key": "pending_addresses"}
+
+INSERT_COLUMNS = ("login", "login_key", "email", "email_key", "phone", "name", "last_name", "lang",
+                  "blocked", "password_hash", "created_at", "updated_at", "password_changed_at")
+_ROWS_PER_INSERT = 32766 // len(INSERT_COLUMNS) // 4
+
+
+def chunks(values: list, size: int = IN_CHUNK):
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+def keys_in_use(conn, column: str, values: list) -> set:
+    """The values already stored in `column` (a key of KEY_TABLES)."""
+    table = KEY_TABLES[column]
+    found = set()
+    for chunk in chunks(values):
+        sql = f"SELECT {column} FROM {table} WHERE {column} IN ({','.join('?' * len(chunk))})"
+        found.update(r[0] for r in conn.execute(sql, chunk))
+    return found
+
+
+def socials_in_use(conn, pairs: list) -> set:
+    """The (provider, subject) pairs already attached to an account."""
+    found = set()
+    for chunk in chunks(pairs, IN_CHUNK // 2):
+        sql = ("SELECT provider, subject FROM social_identities WHERE (provider, subject) IN (VALUES "
+               + ",".join(["(?,?)"] * len(chunk)) + ")")
+        found.update((r[0], r[1]) for r in conn.execute(sql, [x for pair in chunk for x in pair]))
+    return found
+
+
+def insert_many(conn, rows: list[tuple], returning: bool) -> dict[str, int]:
+    """Insert accounts given as tuples in INSERT_COLUMNS order, with one multi-row INSERT per
+    chunk: the full-text trigger then costs a fraction of one insert per statement. Returns
+    login_key -> id when asked."""
+    ids_by_key: dict[str, int] = {}
+    one = "(" + ",".join("?" * len(INSERT_COLUMNS)) + ")"
+    for chunk in chunks(rows, _ROWS_PER_INSERT):
+        sql = f"INSERT INTO users ({', '.join(INSERT_COLUMNS)}) VALUES " + ",".join([one] * len(chunk))
+        if returning:
+            sql += " RETURNING id, login_key"
+        cur = conn.execute(sql, [x for row in chunk for x in row])
+        if returning:
+            ids_by_key.update((key, user_id) for user_id, key in cur.fetchall())
+    return ids_by_key
+
+
+# ---- identifiers seen in earlier batches --------------------------------------------------------
+#
+# A TEMP table of 64-bit key hashes -> line: it lives on disk behind a small page cache, so
+# millions of rows do not grow the process, and writing it never takes the store's write lock.
+
+def open_seen(conn) -> None:
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS import_seen (hash INTEGER PRIMARY KEY, line INTEGER NOT NULL)")
+    conn.execute("DELETE FROM temp.import_seen")
+    conn.execute("PRAGMA temp.cache_size = -8192")
+
+
+def close_seen(conn) -> None:
+    conn.execute("DROP TABLE IF EXISTS temp.import_seen")
+
+
+def remember_seen(conn, pairs) -> None:
+    """Keep (hash, line) pairs; a hash already kept keeps its first line."""
+    rows = sorted(pairs)  # in key order: neighbouring inserts touch the same pages
+    conn.execute("BEGIN")  # the temp database alone: the store's lock is not taken
+    try:
+        conn.executemany("INSERT OR IGNORE INTO temp.import_seen (hash, line) VALUES (?, ?)", rows)
+    finally:
+        conn.execute("COMMIT")
+
+
+def seen_lines(conn, hashes: list[int]) -> dict[int, int]:
+    """hash -> line for the hashes kept by remember_seen."""
+    found: dict[int, int] = {}
+    for chunk in chunks(hashes):
+        sql = f"SELECT hash, line FROM temp.import_seen WHERE hash IN ({','.join('?' * len(chunk))})"
+        found.update(conn.execute(sql, chunk).fetchall())
+    return found
+
+
+# ---- the page cache -----------------------------------------------------------------------------
+
+def cache_size(conn) -> int:
+    return conn.execute("PRAGMA main.cache_size").fetchone()[0]
+
+
+def set_cache_size(conn, size: int) -> None:
+    """PRAGMA cache_size semantics: pages when positive, KiB when negative."""
+    conn.execute(f"PRAGMA main.cache_size = {int(size)}")
