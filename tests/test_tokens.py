@@ -242,3 +242,13 @@ def test_request_by_phone_sends_an_sms_code(store, db_path):
     assert tokens[0]["kind"] == "code" and tokens[0]["channel"] == "sms"
     outbox = store("outbox", "list", "--json").stdout
     assert last_code(db_path) not in outbox
+
+
+def test_policy_refusal_is_audited_and_keeps_the_control_string(store, db_path):
+    add_user(store, "anna", "--email", "anna@example.com")
+    secret = secret_of(issue_none(store))
+    assert redeem(store, "anna", secret, "short").error["code"] == "password_policy"
+    codes = [row[0] for row in sqlite3.connect(db_path).execute(
+        "SELECT json_extract(details, '$.code') FROM audit_log WHERE action = 'redeem.failed'")]
+    assert codes == ["password_policy"]
+    assert store("token", "check", "anna", "--control-string-stdin", input=secret + "\n").exit_code == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from ..clock import iso
+from ..store import audit as audit_store
 from ..store import outbox as outbox_store
 from ..store import tokens as token_store
 from ..store import users as user_store
@@ -21,14 +22,6 @@ from .views import token_state
 
 def _finding(code: str, message: str, action: str) -> dict:
     return {"code": code, "message": message, "action": action}
-
-
-def _last_event(conn, login_key: str, actions: tuple[str, ...]):
-    marks = ",".join("?" for _ in actions)
-    return conn.execute(
-        f"SELECT * FROM audit_log WHERE login_key = ? AND action IN ({marks}) ORDER BY id DESC LIMIT 1",
-        (login_key, *actions),
-    ).fetchone()
 
 
 def diagnose(ctx: Ctx, login: str) -> dict:
@@ -53,7 +46,7 @@ def diagnose(ctx: Ctx, login: str) -> dict:
             add(_finding("social_only", f"{name} signs in only through {providers} and has no password yet.",
                          f"Send a control string to set the first password: b24recover token issue {name} --via email"))
 
-    refused = _last_event(conn, user["login_key"], ("token.request.refused", "token.request", "token.issue"))
+    refused = audit_store.last_event(conn, user["login_key"], ("token.request.refused", "token.request", "token.issue"))
     refused_reason = json.loads(refused["details"]).get("reason") if refused and refused["action"] == "token.request.refused" else None
     if not user["email"] and (refused_reason == "no_email" or not user["phone"]):
         add(_finding("no_email", f"{name} has no email on file, so no recovery link can be sent.",
@@ -104,7 +97,7 @@ def _control_string_findings(ctx: Ctx, conn, user) -> list[dict]:
     name, now = user["login"], ctx.now()
     out = []
     latest = token_store.latest(conn, user["id"])
-    attempt = _last_event(conn, user["login_key"], ("redeem", "redeem.failed"))
+    attempt = audit_store.last_event(conn, user["login_key"], ("redeem", "redeem.failed"))
     failed_code = None
     if attempt is not None and attempt["action"] == "redeem.failed" and (latest is None or attempt["at"] >= latest["created_at"]):
         failed_code = json.loads(attempt["details"]).get("code")

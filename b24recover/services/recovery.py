@@ -21,10 +21,16 @@ from .tokens import find, incorrect, refusal
 from .views import token_state
 
 
+def _current_refusal(conn, row, now: int) -> B24Error:
+    """Why a control string read a moment ago does not work now (purged meanwhile: incorrect)."""
+    current = token_store.by_id(conn, row["id"])
+    return incorrect() if current is None else refusal(current, now)
+
+
 def _refuse(ctx: Ctx, user, typed_login: str, row, secret: str) -> B24Error:
     """Record a failed attempt (counting wrong codes) and return the error to raise."""
     with ctx.store.write() as conn:
-        err = incorrect() if row is None else refusal(token_store.by_id(conn, row["id"]), ctx.now())
+        err = incorrect() if row is None else _current_refusal(conn, row, ctx.now())
         if user is not None and row is None:
             active = token_store.active(conn, user["id"])
             if active is not None and active["kind"] == "code" and secret_codec.shape_of(secret) == "code":
@@ -49,13 +55,18 @@ def redeem(ctx: Ctx, login: str, secret: str, password: str) -> dict:
     if row is None or token_state(row, ctx.now()) != "active":
         raise _refuse(ctx, user, login, row, secret)
 
-    new = prepare_password(ctx, password, user, notify=True)  # password_policy leaves the string valid
+    try:
+        new = prepare_password(ctx, password, user, notify=True)
+    except B24Error as exc:  # password_policy: audited, and the control string stays valid
+        with ctx.store.write() as conn:
+            ctx.audit(conn, "redeem.failed", user["login"], code=exc.code, control_string=row["id"])
+        raise
 
     message_ids = []
     with ctx.store.write() as conn:
         now = ctx.now()
         if not token_store.consume(conn, row["id"], now):
-            err = refusal(token_store.by_id(conn, row["id"]), now)
+            err = _current_refusal(conn, row, now)
             ctx.audit(conn, "redeem.failed", user["login"], code=err.code, control_string=row["id"])
             failure = err
         else:

@@ -60,3 +60,12 @@ def iterate(conn, batch: int = 5000):
             return
         yield from rows
         last = rows[-1]["id"]
+
+
+def last_event(conn, login_key: str, actions: tuple[str, ...]):
+    """The account's newest event among `actions`; one query, so the (login_key, id) index is used."""
+    marks = ",".join("?" for _ in actions)
+    return conn.execute(
+        f"SELECT * FROM audit_log WHERE login_key = ? AND action IN ({marks}) ORDER BY id DESC LIMIT 1",
+        (login_key, *actions),
+    ).fetchone()
