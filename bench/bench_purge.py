@@ -4,9 +4,6 @@ and while other processes issue control strings; and the longest wait of such a 
 Targets: the purge of 1,000,000 stale control strings <= 15 s; during it, the longest wait of a
 concurrent `token issue` <= 1 s.
 
-Also measured, outside the targets: the same purge on a copy of the store without the index
-`control_strings_hash` (a projection of the migration proposed in bench/README.md).
-
     .venv/bin/python bench/bench_purge.py            # 1,000,000 stale rows, 10,000 accounts
     .venv/bin/python bench/bench_purge.py --quick    # 100,000 stale rows, 2,000 accounts
 """
@@ -175,7 +172,6 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=None, help="stale control strings (default 1,000,000; quick 100,000)")
     p.add_argument("--accounts", type=int, default=None, help="accounts (default 10,000; quick 2,000)")
     p.add_argument("--baseline", type=float, default=6.0, help="seconds of probes before the purge (default 6)")
-    p.add_argument("--no-projection", action="store_true", help="skip the purge without control_strings_hash")
     args = p.parse_args()
     rows = args.rows or (100_000 if args.quick else 1_000_000)
     accounts = args.accounts or (2_000 if args.quick else 10_000)
@@ -185,22 +181,10 @@ def main() -> None:
     limit = PURGE_LIMIT_S * rows / 1_000_000
 
     with c.workdir("purge", args.keep) as tmp:
-        alone_db, busy_db, lean_db = tmp / "alone.db", tmp / "busy.db", tmp / "lean.db"
+        alone_db, busy_db = tmp / "alone.db", tmp / "busy.db"
         build_s = c.build_store(alone_db, accounts, log=c.log)
         expected = fill(alone_db, rows, accounts, c.log)
         copy_store(alone_db, busy_db)
-        lean = None
-        if not args.no_projection:
-            copy_store(alone_db, lean_db)
-            conn = sqlite3.connect(lean_db)
-            conn.execute("DROP INDEX control_strings_hash")
-            conn.close()
-            c.log("purge alone, projection without control_strings_hash")
-            lean, lean_report = purge(lean_db)
-            check_after(lean_db, expected, lean_report, "purge without control_strings_hash")
-            c.log(f"  {lean.seconds:.1f} s wall, {lean.cpu_seconds:.1f} s CPU, {lean_report['batches']} batches")
-            lean_db.unlink()
-
         c.log("purge alone")
         alone, alone_report = purge(alone_db)
         check_after(alone_db, expected, alone_report, "purge alone")
@@ -225,9 +209,6 @@ def main() -> None:
         "purge_alone": {"wall_s": round(alone.seconds, 2), "cpu_s": round(alone.cpu_seconds, 2),
                         "batches": alone_report["batches"], "yielded_s": alone_report["yielded_seconds"],
                         "purged": alone_report["purged"]},
-        "purge_without_hash_index": None if lean is None else {
-            "wall_s": round(lean.seconds, 2), "cpu_s": round(lean.cpu_seconds, 2), "batches": lean_report["batches"],
-            "yielded_s": lean_report["yielded_seconds"]},
         "purge_under_load": {"wall_s": round(under_load.seconds, 2), "cpu_s": round(under_load.cpu_seconds, 2),
                              "batches": busy_report["batches"], "yielded_s": busy_report["yielded_seconds"]},
         "token_issue_call": {"baseline": spread([s for _, s in base.call_samples]),
@@ -247,9 +228,7 @@ def main() -> None:
     c.table("Purge", ["run", "wall s", "CPU s", "batches", "yielded s"],
             [["alone", alone.seconds, alone.cpu_seconds, alone_report["batches"], alone_report["yielded_seconds"]],
              ["with token issues", under_load.seconds, under_load.cpu_seconds, busy_report["batches"],
-              busy_report["yielded_seconds"]]]
-            + ([["alone, without control_strings_hash", lean.seconds, lean.cpu_seconds, lean_report["batches"],
-                 lean_report["yielded_seconds"]]] if lean else []))
+              busy_report["yielded_seconds"]]])
     c.table("Concurrent token issue", ["measured", "when", "n", "median ms", "p95 ms", "max ms"],
             [[what, when, d.get("n"), d.get("median_ms"), d.get("p95_ms"), d.get("max_ms")]
              for what, key in (("issue() call", "token_issue_call"), ("whole process", "token_issue_process"))
