@@ -329,17 +329,19 @@ def test_update_revokes_control_strings_when_an_address_changes(two_accounts, tm
 
 
 def test_duplicates_across_batches(store, tmp_path, db_path):
-    rows = [f"u{i},u{i}@example.com,,,,,,," for i in range(1500)]
-    rows.append("late,u3@example.com,,,,,,,")                    # line 1502: the email of line 5
-    rows.append("u7,,,,,,,,")                                     # line 1503: the login of line 9
+    n = importer.BATCH_ROWS + importer.BATCH_ROWS // 2   # the last two rows land in the second batch
+    rows = [f"u{i},u{i}@example.com,,,,,,," for i in range(n)]
+    rows.append("late,u3@example.com,,,,,,,")                    # the email of line 5
+    rows.append("u7,,,,,,,,")                                     # the login of line 9
     path = write(tmp_path, "u.csv", HEADER + "\n".join(rows) + "\n")
+    late, dup = n + 2, n + 3
     dry = imported(store, path, "--dry-run", exit_code=5)
-    assert bad_by_line(dry)[1502]["reason"] == "the address is also on line 5 of this file"
-    assert bad_by_line(dry)[1503]["reason"] == "the login is also on line 9 of this file"
+    assert bad_by_line(dry)[late]["reason"] == "the address is also on line 5 of this file"
+    assert bad_by_line(dry)[dup]["reason"] == "the login is also on line 9 of this file"
     real = imported(store, path, "--on-conflict", "update", exit_code=5)
-    assert sorted(bad_by_line(real)) == [1502, 1503]
-    assert "earlier row of this file" in bad_by_line(real)[1503]["reason"]
-    assert real["added"] == dry["added"] == 1500 and real["updated"] == 0
+    assert sorted(bad_by_line(real)) == [late, dup]
+    assert "earlier row of this file" in bad_by_line(real)[dup]["reason"]
+    assert real["added"] == dry["added"] == n and real["updated"] == 0
 
 
 # ---- dry run, audit, batches ---------------------------------------------------------------
@@ -360,15 +362,17 @@ def test_dry_run_writes_nothing(two_accounts, tmp_path, db_path):
 
 
 def test_one_audit_event_per_batch(store, tmp_path, db_path):
-    rows = "".join(f"user{i},user{i}@example.com,,,,,,,\n" for i in range(2500))
+    from b24recover.services.importer import BATCH_ROWS as B
+
+    rows = "".join(f"user{i},user{i}@example.com,,,,,,,\n" for i in range(2 * B + B // 2))
     s = imported(store, write(tmp_path, "u.csv", HEADER + rows + "x,broken,,,,,,,\n"), exit_code=5)
-    assert s["added"] == 2500
+    assert s["added"] == 2 * B + B // 2
     with db(db_path) as conn:
         events = conn.execute("SELECT action, login, details FROM audit_log ORDER BY id").fetchall()
     imports = [json.loads(e["details"]) for e in events if e["action"] == "user.import"]
     assert [e["action"] for e in events].count("user.add") == 0
     assert [(e["first_line"], e["last_line"], e["added"], e["bad"]) for e in imports] == \
-        [(2, 1001, 1000, 0), (1002, 2001, 1000, 0), (2002, 2502, 500, 1)]
+        [(2, B + 1, B, 0), (B + 2, 2 * B + 1, B, 0), (2 * B + 2, 2 * B + B // 2 + 2, B // 2, 1)]
     assert all(e["login"] is None for e in events if e["action"] == "user.import")
 
 
@@ -396,7 +400,7 @@ def test_helper_processes_give_the_same_result(store, tmp_path, db_path, config_
 
 
 def test_progress_callback_reports_bytes(store, tmp_path, db_path, config_path):
-    data = (HEADER + "".join(f"q{i},,,,,,,,\n" for i in range(2100))).encode()
+    data = (HEADER + "".join(f"q{i},,,,,,,,\n" for i in range(2 * importer.BATCH_ROWS + 100))).encode()
     seen: list[int] = []
     importer.run_import(_ctx(db_path, config_path), io.BytesIO(data), progress=seen.append)
     assert len(seen) == 3 and seen == sorted(seen) and seen[-1] == len(data)
@@ -495,8 +499,10 @@ def test_sigkill_leaves_whole_batches_and_a_rerun_completes(store, tmp_path, db_
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         kept = conn.execute("SELECT count(*) FROM users").fetchone()[0]
         events = conn.execute("SELECT count(*) FROM audit_log WHERE action = 'user.import'").fetchone()[0]
-    assert 0 < kept < 60_000 and kept % 1000 == 0
-    assert events == kept // 1000
+    from b24recover.services.importer import BATCH_ROWS
+
+    assert 0 < kept < 60_000 and kept % BATCH_ROWS == 0
+    assert events == kept // BATCH_ROWS
     r = proc("user", "import", path, "--on-conflict", "skip", "--json", timeout=600)
     assert r.exit_code == 0, r.stderr
     assert (r.json["skipped"], r.json["added"], r.json["bad"]) == (kept, 60_000 - kept, [])

@@ -27,7 +27,7 @@ def import_users(
     dry_run: bool = typer.Option(False, "--dry-run", help="Check every row against the store; write nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
-    """Import accounts in bulk, streaming, in transactions of 1,000 rows.
+    """Import accounts in bulk, streaming, in transactions of 5,000 rows.
 
     csv columns: login,email,phone,name,last_name,lang,password_hash,social,blocked (social:
     PROVIDER:SUBJECT entries separated by ';'; blocked: 1/0, true/false or Y/N). jsonl: one
