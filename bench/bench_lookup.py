@@ -187,10 +187,7 @@ def main() -> None:
         checks.append(c.check(f"lookup {kind} @ {L} / @ {S}", ratios[f"{kind}: lookup @ {L} / @ {S}"],
                               LIMIT_VS_SMALL, "x", f"{med[big]:.1f} / {med[little]:.1f} ms"))
 
-    c.table(f"lookup --json as whole processes; {runs} interleaved runs (+{warmup} warm-up) each",
-            ["case", "median ms", "q1", "q3", "min", "max", "cpu ms", "peak MiB"],
-            [[name, r["median_ms"], r["q1_ms"], r["q3_ms"], r["min_ms"], r["max_ms"], r["cpu_median_ms"],
-              r["peak_rss_mib"]] for name, r in results.items()])
+    c.print_timings(f"lookup --json as whole processes; {runs} interleaved runs (+{warmup} warm-up) each", results)
     c.table("Ratios", ["ratio", "value"], [[k, v] for k, v in ratios.items()])
     c.print_checks(checks)
     if prof:

@@ -175,10 +175,7 @@ def main() -> None:
         c.check("redeem <= bcrypt process + 150 ms", med["redeem"], med["passlib_proc"] + OVERHEAD_MS, "ms",
                 f"python -c bcrypt_sha256 {med['passlib_proc']:.1f} ms + 150 (looser)"),
     ]
-    c.table(f"control strings as whole processes, bcrypt cost {ROUNDS}; {runs} interleaved runs (+{warmup} warm-up)",
-            ["case", "median ms", "q1", "q3", "min", "max", "cpu ms", "peak MiB"],
-            [[name, r["median_ms"], r["q1_ms"], r["q3_ms"], r["min_ms"], r["max_ms"], r["cpu_median_ms"],
-              r["peak_rss_mib"]] for name, r in results.items()])
+    c.print_timings(f"control strings as whole processes, bcrypt cost {ROUNDS}; {runs} interleaved runs (+{warmup} warm-up)", results)
     c.table("Differences and ratios", ["what", "value"], [[k, v] for k, v in ratios.items()])
     c.print_checks(checks)
     if prof:

@@ -390,6 +390,13 @@ def _fmt(value) -> str:
     return "" if value is None else str(value)
 
 
+def print_timings(title: str, results: dict) -> None:
+    """The measurement table: one row per case, from `stats()` results."""
+    table(title, ["case", "median ms", "q1", "q3", "min", "max", "cpu ms", "peak MiB"],
+          [[name, r["median_ms"], r["q1_ms"], r["q3_ms"], r["min_ms"], r["max_ms"], r["cpu_median_ms"],
+            r["peak_rss_mib"]] for name, r in results.items()])
+
+
 def print_checks(checks: list[dict]) -> None:
     table("Targets", ["target", "measured", "limit", "unit", "result", "how"],
           [[c["check"], c["value"], c["limit"], c["unit"], c["pass"], c["detail"]] for c in checks])

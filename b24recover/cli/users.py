@@ -47,8 +47,8 @@ def add(
     from ..errors import B24Error
     from ..services import accounts
 
-    if no_password and not social:
-        raise B24Error("usage", "--no-password is only for social-only accounts: add --social PROVIDER:SUBJECT")
+    if no_password:  # before any prompt
+        accounts.require_password_or_social(False, social)
     if no_password and (password_stdin or password_env):
         raise B24Error("usage", "--no-password cannot be combined with --password-stdin or --password-env")
     sctx = service_ctx(ctx)

@@ -136,10 +136,15 @@ def insert_account(ctx: Ctx, conn, acc: NewAccount, action: str = "user.add", **
     return user_id
 
 
+def require_password_or_social(has_password: bool, social) -> None:
+    """An account without a password must sign in some other way: a social identity."""
+    if not has_password and not social:
+        raise B24Error("usage", "--no-password is only for social-only accounts: add --social PROVIDER:SUBJECT")
+
+
 def add_user(ctx: Ctx, acc: NewAccount, password=None) -> dict:
     """Add one account; `password` is a credentials.NewPassword prepared before the lock."""
-    if password is None and not acc.social:
-        raise B24Error("usage", "--no-password is only for social-only accounts: add --social PROVIDER:SUBJECT")
+    require_password_or_social(password is not None, acc.social)
     if password is not None:
         acc.password_hash = password.hash
     with ctx.store.write() as conn:

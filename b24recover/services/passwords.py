@@ -90,10 +90,3 @@ def verify_password(password: str, stored: str | None) -> bool:
         salt, digest = stored[:8], stored[8:].lower()
         return hmac.compare_digest(hashlib.md5(salt.encode("utf-8") + raw).hexdigest(), digest)
     return hmac.compare_digest(hashlib.md5(raw).hexdigest(), stored.lower())
-
-
-def dummy_verify(rounds: int) -> None:
-    """Spend the time of a real verification, so unknown accounts answer in comparable time."""
-    import bcrypt
-
-    bcrypt.hashpw(b"x", bcrypt.gensalt(rounds))

@@ -9,19 +9,24 @@ def active(conn, user_id: int):
     ).fetchone()
 
 
-def revoke_active(conn, user_id: int, now: int, reason: str) -> int:
-    """Revoke the account's active control string, if any. Returns how many were revoked."""
+def _end_active(conn, user_id: int, now: int, state: str, reason: str, message_note: str) -> int:
+    """End the account's active control string; its undelivered message would carry a dead secret,
+    so it is cancelled (and its seal erased). Returns how many control strings ended."""
     cur = conn.execute(
-        "UPDATE control_strings SET state = 'revoked', end_reason = ?, ended_at = ?"
-        " WHERE user_id = ? AND state = 'active'",
-        (reason, now, user_id),
+        "UPDATE control_strings SET state = ?, end_reason = ?, ended_at = ? WHERE user_id = ? AND state = 'active'",
+        (state, reason, now, user_id),
     )
     conn.execute(
-        "UPDATE outbox SET status = 'cancelled', sealed = NULL, error = 'control string revoked before delivery'"
+        "UPDATE outbox SET status = 'cancelled', sealed = NULL, error = ?"
         " WHERE user_id = ? AND status IN ('queued', 'failed') AND sealed IS NOT NULL",
-        (user_id,),
+        (message_note, user_id),
     )
     return cur.rowcount
+
+
+def revoke_active(conn, user_id: int, now: int, reason: str) -> int:
+    """Revoke the account's active control string, if any."""
+    return _end_active(conn, user_id, now, "revoked", reason, "control string revoked before delivery")
 
 
 def insert(conn, *, user_id: int, kind: str, channel: str, purpose: str, address: str | None,
@@ -36,17 +41,8 @@ def insert(conn, *, user_id: int, kind: str, channel: str, purpose: str, address
 
 def supersede_active(conn, user_id: int, now: int) -> int:
     """Bitrix overwrites the old checkword: the previous control string stops working."""
-    cur = conn.execute(
-        "UPDATE control_strings SET state = 'superseded', end_reason = 'newer_request', ended_at = ?"
-        " WHERE user_id = ? AND state = 'active'",
-        (now, user_id),
-    )
-    conn.execute(
-        "UPDATE outbox SET status = 'cancelled', sealed = NULL, error = 'superseded by a newer request before delivery'"
-        " WHERE user_id = ? AND status IN ('queued', 'failed') AND sealed IS NOT NULL",
-        (user_id,),
-    )
-    return cur.rowcount
+    return _end_active(conn, user_id, now, "superseded", "newer_request",
+                       "superseded by a newer request before delivery")
 
 
 def by_id(conn, token_id: int):

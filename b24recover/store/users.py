@@ -24,10 +24,6 @@ def update(conn, user_id: int, changes: dict) -> None:
     conn.execute(f"UPDATE users SET {assignments} WHERE id = ?", [*changes.values(), user_id])
 
 
-def delete(conn, user_id: int) -> None:
-    conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
-
-
 def count_failed_attempt(conn, user_id: int) -> None:
     conn.execute("UPDATE users SET failed_attempts = failed_attempts + 1 WHERE id = ?", (user_id,))
 
