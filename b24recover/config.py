@@ -25,6 +25,7 @@ class TokenSettings:
     resend_interval: int = 60
     daily_limit: int = 10
     retention: int = 30 * 86400
+    account_failures: int = 10
     link_template: str = DEFAULT_LINK_TEMPLATE
 
 
@@ -64,6 +65,24 @@ class SmsSettings:
 
 
 @dataclass
+class AccountSettings:
+    unique_email: bool = True
+
+
+@dataclass
+class AuditSettings:
+    syslog: bool = False
+
+
+@dataclass
+class PortalSettings:
+    dsn: str = ""
+    password_env: str = ""
+    charset: str = "utf-8"
+    write: bool = False
+
+
+@dataclass
 class Settings:
     portal_url: str = "https://portal.example.com"
     default_country: str = "RU"
@@ -74,6 +93,9 @@ class Settings:
     policy: PolicySettings = field(default_factory=PolicySettings)
     mail: MailSettings = field(default_factory=MailSettings)
     sms: SmsSettings = field(default_factory=SmsSettings)
+    accounts: AccountSettings = field(default_factory=AccountSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    portal: PortalSettings = field(default_factory=PortalSettings)
     db_path: Path = Path("b24recover.db")
 
     @property
@@ -94,13 +116,14 @@ class Settings:
         return Path(str(self.db_path) + ".key")
 
 
+_SECTIONS = (TokenSettings, PolicySettings, MailSettings, SmsSettings, AccountSettings, AuditSettings, PortalSettings)
 _DURATIONS = {"link_ttl", "code_ttl", "resend_interval", "retention", "smtp_timeout", "http_timeout"}
 
 
 def _fill(obj, table: dict, where: str) -> None:
     known = {f.name: f for f in fields(obj)}
     for key, value in table.items():
-        if key not in known or isinstance(getattr(obj, key), (TokenSettings, PolicySettings, MailSettings, SmsSettings)):
+        if key not in known or isinstance(getattr(obj, key), _SECTIONS):
             raise B24Error("config_invalid", f"unknown setting {where}{key}")
         current = getattr(obj, key)
         try:
@@ -138,7 +161,8 @@ def load_settings(config_path: str | None, db_path: str) -> Settings:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise B24Error("config_invalid", f"{path}: {exc}") from None
-    sections = {"tokens": settings.tokens, "policy": settings.policy, "mail": settings.mail, "sms": settings.sms}
+    sections = {"tokens": settings.tokens, "policy": settings.policy, "mail": settings.mail, "sms": settings.sms,
+                "accounts": settings.accounts, "audit": settings.audit, "portal": settings.portal}
     top = {}
     for key, value in data.items():
         if key in sections:
@@ -178,6 +202,8 @@ def load_settings(config_path: str | None, db_path: str) -> Settings:
         raise B24Error("config_invalid", "[mail] smtp_security must be 'none', 'starttls' or 'tls'")
     if settings.sms.transport not in ("outbox", "command", "http"):
         raise B24Error("config_invalid", "[sms] transport must be 'outbox', 'command' or 'http'")
+    if settings.portal.charset not in ("utf-8", "windows-1251"):
+        raise B24Error("config_invalid", "[portal] charset must be 'utf-8' or 'windows-1251'")
     return settings
 
 

@@ -51,6 +51,20 @@ ERROR_CODES: dict[str, tuple[ExitCode, str]] = {
     "password_mismatch": (ExitCode.REFUSED, "Type the same new password twice."),
     "password_incorrect": (ExitCode.REFUSED, "Check the current password, or use 'forgot password'."),
     "throttled": (ExitCode.THROTTLED, "Wait and try again later."),
+    "recovery_paused": (
+        ExitCode.REFUSED,
+        "Too many wrong control strings or codes for this account: wait until the pause ends, "
+        "or an operator runs: b24recover token revoke LOGIN.",
+    ),
+    "external_account": (
+        ExitCode.CONFLICT,
+        "This account signs in through an external directory (e.g. LDAP); recover it there.",
+    ),
+    "portal_unavailable": (ExitCode.STORE, "Check [portal] dsn and password_env, and that the portal database is up."),
+    "portal_write_failed": (
+        ExitCode.DELIVERY,
+        "The change is kept locally and stays queued; retry with: b24recover portal push.",
+    ),
     "store_locked": (ExitCode.STORE, "Another process holds the store; try again in a moment."),
     "store_missing": (ExitCode.STORE, "Create the store first: b24recover init (or check --db / B24RECOVER_DB)."),
     "store_too_new": (ExitCode.STORE, "Upgrade b24recover to a version that knows this schema."),
