@@ -59,6 +59,8 @@ def test_ctrl_c_is_exit_130(db_path, config_path, proc):
     assert proc("init").exit_code == 0
     pid, fd = pty.fork()
     if pid == 0:  # the child runs the CLI on the terminal
+        # A shell's background job inherits SIGINT ignored; a terminal user's process does not.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.chdir(ROOT)
         os.execv(sys.executable, [sys.executable, "-m", "b24recover", "--db", str(db_path), "--config",
                                   str(config_path), "user", "add", "anna"])
