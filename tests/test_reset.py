@@ -35,7 +35,11 @@ def events(db_path, action):
 
 def everything_stored(db_path) -> str:
     """The whole database and every outbox file, as text: where a secret must never be."""
-    texts = ["\n".join(sqlite3.connect(db_path).iterdump())]
+    conn = sqlite3.connect(db_path)
+    try:
+        texts = ["\n".join(conn.iterdump())]
+    finally:
+        conn.close()  # deterministically: a connection left to the GC removed -shm mid-listing
     for path in sorted(outbox_dir(db_path).rglob("*")):
         if path.is_file():
             texts.append(path.read_bytes().decode("utf-8", "replace"))
