@@ -23,10 +23,11 @@ def _create_private(path: Path) -> None:
         os.close(fd)
 
 
-def check_store_files(path: Path, *, tighten: bool = False) -> None:
-    """The store and its -wal/-shm (SQLite gives them the store's mode) must be the caller's own
-    private regular files: never a symbolic link, another user's file, or readable by others."""
-    for suffix in ("", "-wal", "-shm"):
+def check_store_files(path: Path, *, tighten: bool = False, suffixes=("", "-wal", "-shm")) -> None:
+    """The store and its -wal/-shm (SQLite gives new ones the store's mode, and keeps using an
+    existing one) must be the caller's own private regular files: never a symbolic link, another
+    user's file, or readable by others."""
+    for suffix in suffixes:
         check_private(Path(str(path) + suffix), "the store" if not suffix else f"the store's {suffix} file",
                       "store_unsafe", tighten=tighten)
 
@@ -124,13 +125,14 @@ def open_store(path: str | Path) -> Store:
     path = Path(path)
     if not os.path.lexists(path):
         raise B24Error("store_missing", f"no store at {path}")
+    check_store_files(path, suffixes=("-wal", "-shm"))  # before SQLite opens (and reuses) them
     try:
         # Read the version before changing anything: a file that is not our store stays untouched.
         conn = _raw_connect(path)
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if 0 < version <= SCHEMA_VERSION:
             try:
-                check_store_files(path)  # before anything is written to it (or its -wal)
+                check_store_files(path, suffixes=("",))  # a store of ours: before anything is written
             except B24Error:
                 conn.close()
                 raise
