@@ -50,7 +50,8 @@ def make_private_dir(root: Path, sub: str = "") -> Path:
     try:
         return make_dirs(root, sub)
     except B24Error as exc:
-        raise DeliveryError(exc.message) from None
+        # An OSError, so each transport reports it as it reports a folder it cannot write to.
+        raise PermissionError(exc.message) from None
 
 
 def write_private_file(path: Path, data: bytes) -> None:

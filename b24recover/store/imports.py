@@ -44,6 +44,9 @@ def insert_many(conn, rows: list[tuple], returning: bool) -> dict[str, int]:
     login_key -> id when asked."""
     ids_by_key: dict[str, int] = {}
     one = "(" + ",".join("?" * len(INSERT_COLUMNS)) + ")"
+    width = len(INSERT_COLUMNS)
+    # login_skeleton, the last column, may be left off: NULL, which `init` fills in.
+    rows = [row if len(row) == width else (*row, None) for row in rows]
     for chunk in chunks(rows, _ROWS_PER_INSERT):
         sql = f"INSERT INTO users ({', '.join(INSERT_COLUMNS)}) VALUES " + ",".join([one] * len(chunk))
         if returning:
