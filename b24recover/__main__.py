@@ -7,9 +7,15 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Everything we create (store, key, outbox, --out files) is private to the owner.
+    # Everything we create (store, key, outbox, --out files) is private to the owner. Each file
+    # is also created with its exact mode, so this is a second line of defence (tests run
+    # `run` under a permissive umask to prove it).
     os.umask(0o077)
-    args = sys.argv[1:] if argv is None else argv
+    return run(sys.argv[1:] if argv is None else argv)
+
+
+def run(args: list[str]) -> int:
+    """The command line, under whatever umask the process has."""
     from .cli.fast import try_fast
 
     code = try_fast(args)

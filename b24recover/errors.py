@@ -73,6 +73,9 @@ ERROR_CODES: dict[str, tuple[ExitCode, str]] = {
     "delivery_failed": (ExitCode.DELIVERY, "The message stays in the outbox; retry with: b24recover outbox send."),
     "check_found": (ExitCode.CHECK_FOUND, ""),
     "config_invalid": (ExitCode.INVALID, "Fix the configuration file (see examples/b24recover.toml)."),
+    "store_unsafe": (ExitCode.STORE, "The store must be a regular file of yours that only you can read: chmod 600 it, "
+                                     "or run 'b24recover init'."),
+    "unsafe_file": (ExitCode.INVALID, "Use a real file or folder of yours that only you can read (0600 / 0700)."),
     "key_missing": (ExitCode.STORE, "Restore the key file beside the store, or set B24RECOVER_SECRET."),
 }
 

@@ -90,7 +90,9 @@ def _verify(db: Path, out: Path, accounts: list[str], summary: dict, name: str) 
         raise SystemExit(f"{name}: {summary['done']} of {len(accounts)} done, failed: {summary['failed'][:3]}")
     if stat.S_IMODE(out.stat().st_mode) != 0o600:
         raise SystemExit(f"{name}: --out has mode {stat.S_IMODE(out.stat().st_mode):o}")
-    lines = list(csv.reader(out.open(encoding="utf-8")))
+    # A cell starting with ' carries the spreadsheet mark: the value is the rest (docs/cli.md).
+    lines = [[c[1:] if c.startswith("'") else c for c in row]
+             for row in csv.reader(out.open(encoding="utf-8", newline=""))]
     if sorted(login for login, _ in lines) != sorted(accounts):
         raise SystemExit(f"{name}: --out does not hold one line per account")
     conn = sqlite3.connect(db)

@@ -75,9 +75,12 @@ def test_counts_by_state_only_after_the_retention(store, clock):
     one_of_each(store, clock)
     fresh = stale(store)
     assert fresh["stale"] == dict.fromkeys(STATES, 0) and fresh["purged"] == 0
-    clock.advance(RETENTION)
-    # ended exactly 30 d ago is not yet older than the retention; the expired one ended 1 s later
+    clock.advance(RETENTION - 1)
     assert stale(store)["stale"] == dict.fromkeys(STATES, 0)
+    clock.advance(1)
+    # ended exactly 30 d ago counts as older than the retention (issue 13 item 17: "older than
+    # 0s" is everything that has ended); the expired one was valid through its last second
+    assert stale(store)["stale"] == {"superseded": 1, "used": 1, "revoked": 1, "expired": 0}
     clock.advance(1)
     assert stale(store)["stale"] == {"superseded": 1, "used": 1, "revoked": 1, "expired": 0}
     clock.advance(1)

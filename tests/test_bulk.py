@@ -36,7 +36,10 @@ def users_table(db_path) -> dict:
 
 
 def out_lines(path: Path) -> list[tuple[str, str]]:
-    return [tuple(r) for r in csv.reader(io.StringIO(path.read_text(encoding="utf-8")))]
+    """The --out file as the docs tell a reader to take it: CSV, then one leading ' removed
+    from a cell that has one (the mark in front of cells a spreadsheet would run as formulas)."""
+    text = path.read_bytes().decode("utf-8")
+    return [tuple(c[1:] if c.startswith("'") else c for c in r) for r in csv.reader(io.StringIO(text, newline=""))]
 
 
 def last_password(path: Path) -> dict[str, str]:
@@ -201,12 +204,16 @@ def test_out_that_is_a_symlink_is_refused(people, tmp_path):
     assert target.read_text() == ""
 
 
-def test_existing_private_out_file_is_appended_to(people, tmp_path):
+def test_existing_private_out_file_is_refused(people, db_path, tmp_path):
+    # SPEC §5: --out is a new file, or the very file a resumed job created; an existing 0600
+    # file of the caller's that no job created is not written into, and nothing is reset.
     out = tmp_path / "pw.csv"
     out.write_text("earlier,line\n")
     out.chmod(0o600)
-    assert bulk_temp(people, "-", out, input="anna\n").exit_code == 0
-    assert out_lines(out)[0] == ("earlier", "line") and out_lines(out)[1][0] == "anna"
+    r = bulk_temp(people, "-", out, input="anna\n")
+    assert r.exit_code == 5 and r.error["code"] == "invalid_input" and "already exists" in r.error["message"]
+    assert out.read_text() == "earlier,line\n"
+    assert verify_password(GOOD_PASSWORD, users_table(db_path)["anna"]["password_hash"])
 
 
 def test_generated_password_then_passwd(people, db_path, tmp_path):

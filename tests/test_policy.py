@@ -83,8 +83,9 @@ def test_each_character_class(password, missing):
 
 
 def test_all_classes_missing_are_all_listed():
+    # 12 spaces are also repetitive (issue 13 item 10), listed after the classes
     assert codes(ALL_CLASSES, " " * 12) == ["needs_uppercase", "needs_lowercase", "needs_digit",
-                                            "needs_punctuation"]
+                                            "needs_punctuation", "repetitive"]
 
 
 def test_classes_not_required_by_default():

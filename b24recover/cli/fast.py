@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from .guard import Globals, make_ctx, run_guarded
+from .guard import Globals, check_arguments, make_ctx, run_guarded
 from .portal import lookup_body, redeem_body, request_body
 
 _GLOBALS = {"--db": "db", "--config": "config", "--actor": "actor"}
@@ -60,15 +60,17 @@ def try_fast(args: list[str]) -> int | None:
         if parsed is None:
             return None
         (query, opts), as_json = parsed, bool(parsed[1].get("--json"))
-        body = lambda: lookup_body(make_ctx(g), query, opts.get("--by", "auto"), as_json)  # noqa: E731
+        body = lambda: (check_arguments(rest),  # noqa: E731
+                        lookup_body(make_ctx(g), query, opts.get("--by", "auto"), as_json))
     elif rest[:1] == ["redeem"] and "--control-string-stdin" in rest and "--password-stdin" in rest:
         # The portal's "set a new password" form: both secrets on stdin, nothing to prompt for.
         parsed = _options([a for a in rest[1:] if a not in ("--control-string-stdin", "--password-stdin")], ())
         if parsed is None:
             return None
         (login, opts), as_json = parsed, bool(parsed[1].get("--json"))
-        body = lambda: redeem_body(lambda: make_ctx(g), login, control_string_stdin=True,  # noqa: E731
-                                   password_stdin=True, password_env=None, as_json=as_json)
+        body = lambda: (check_arguments(rest),  # noqa: E731
+                        redeem_body(lambda: make_ctx(g), login, control_string_stdin=True,
+                                    password_stdin=True, password_env=None, as_json=as_json))
     elif rest[:2] == ["token", "request"]:
         parsed = _options(rest[2:], ())
         if parsed is None:

@@ -26,9 +26,31 @@ def make_ctx(g: Globals, *, store: bool = True):
     from ..services.context import Ctx
     from ..store.db import open_store
 
+    check_arguments([g.db, g.config, g.actor])
     settings = load_settings(g.config, g.db)
-    return Ctx(store=open_store(settings.db_path) if store else None, settings=settings,
-               clock=g.clock or SystemClock(), actor=default_actor(settings, g.actor))
+    opened = None
+    if store:
+        opened = open_store(settings.db_path)
+        if "outbox" in (settings.mail.transport, settings.sms.transport):
+            from ..private_files import check_outbox
+
+            try:
+                check_outbox(settings.outbox_dir)
+            except B24Error:
+                opened.close()
+                raise
+    return Ctx(store=opened, settings=settings, clock=g.clock or SystemClock(), actor=default_actor(settings, g.actor))
+
+
+def check_arguments(values) -> None:
+    """Arguments are text: bytes that are not UTF-8 (Python hands them over as surrogate
+    escapes) are invalid input, exit 5, before anything is looked up or changed."""
+    for value in values:
+        items = value if isinstance(value, (list, tuple)) else [value]
+        for item in items:
+            if isinstance(item, str) and any("\ud800" <= ch <= "\udfff" for ch in item):
+                raise B24Error("invalid_input", f"the argument {ascii(item)} is not valid UTF-8",
+                               hint="Give text in UTF-8 (check the terminal's or the script's encoding).")
 
 
 def run_guarded(call, *, as_json: bool, db: str, passthrough: tuple = (),

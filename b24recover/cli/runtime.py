@@ -6,24 +6,36 @@ import functools
 
 import typer
 
-from .guard import Globals, make_ctx, run_guarded  # noqa: F401  (Globals is re-exported for tests)
+from .guard import Globals, check_arguments, make_ctx, run_guarded  # noqa: F401  (Globals is re-exported for tests)
 from .secret_input import SecretInput  # noqa: F401  (re-exported for the command modules)
 
 
-def handle_errors(fn):
-    """Turn domain errors into their exit codes and one clear message; never a traceback."""
+def handle_errors(fn, *, check_text: bool = True):
+    """Turn domain errors into their exit codes and one clear message; never a traceback.
+    Arguments that are not UTF-8 are refused first (invalid_input), unless `check_text` is off."""
+
+    def body(args, kwargs):
+        if check_text:
+            check_arguments([v for k, v in kwargs.items() if k != "ctx"])
+        return fn(*args, **kwargs)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         tctx = kwargs.get("ctx")
         root = tctx.find_root().obj if tctx is not None else None
-        code = run_guarded(lambda: fn(*args, **kwargs), as_json=bool(kwargs.get("as_json")),
+        code = run_guarded(lambda: body(args, kwargs), as_json=bool(kwargs.get("as_json")),
                            db=root.db if root is not None else "the store",
                            passthrough=(typer.Exit,), interrupts=(KeyboardInterrupt, typer.Abort))
         if code:
             raise typer.Exit(code)
 
     return wrapper
+
+
+def handle_errors_uniform(fn):
+    """handle_errors for `token request`: its identifier goes to the service whatever it is,
+    which answers the same for every input (SPEC §2), undecodable bytes included."""
+    return handle_errors(fn, check_text=False)
 
 
 def service_ctx(tctx: typer.Context, *, store: bool = True):

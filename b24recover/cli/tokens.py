@@ -9,7 +9,7 @@ import typer
 
 from ..errors import B24Error
 from . import render
-from .runtime import SecretInput, handle_errors, service_ctx
+from .runtime import SecretInput, handle_errors, handle_errors_uniform, service_ctx
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None)
 outbox_app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None)
@@ -31,7 +31,7 @@ def _ttl(text: Optional[str]) -> Optional[int]:
 
 
 @app.command("request")
-@handle_errors
+@handle_errors_uniform
 def request(
     ctx: typer.Context,
     identifier: str = typer.Argument(..., help="Login, email or phone number as the person typed it."),

@@ -41,9 +41,17 @@ def unique_name() -> str:
     return f"{seconds}.M{usec}P{os.getpid()}Q{next(_counter)}R{secrets.token_hex(8)}.{host}"
 
 
-def make_private_dir(path: Path) -> None:
-    """Create path (and missing parents) with mode 0700 so other local users cannot read messages."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+def make_private_dir(root: Path, sub: str = "") -> Path:
+    """root/sub, every folder from the outbox root down 0700 (whatever the umask) and checked:
+    a symbolic link, another user's folder or one open to others is not written into."""
+    from ..errors import B24Error
+    from ..private_files import make_dirs
+
+    try:
+        return make_dirs(root, sub)
+    except B24Error as exc:
+        # An OSError, so each transport reports it as it reports a folder it cannot write to.
+        raise PermissionError(exc.message) from None
 
 
 def write_private_file(path: Path, data: bytes) -> None:

@@ -67,7 +67,7 @@ def _to_maildir(root, msg: EmailMessage) -> str:
     name = unique_name()
     try:
         for sub in ("tmp", "new", "cur"):
-            make_private_dir(root / sub)
+            make_private_dir(root.parent, f"{root.name}/{sub}")  # the outbox root, mail/ and mail/<sub>
         write_private_file(root / "tmp" / name, data)
         publish(root / "tmp" / name, root / "new" / name)
     except OSError as exc:

@@ -29,7 +29,7 @@ def _to_outbox(folder: Path, number: str, text: str) -> str:
     # The temporary name is hidden and not *.txt, so a reader of sms/*.txt never sees half a file.
     tmp, final = folder / f".{name}.tmp", folder / f"{name}.txt"
     try:
-        make_private_dir(folder)
+        make_private_dir(folder.parent, folder.name)  # the outbox root and sms/
         write_private_file(tmp, f"To: {number}\n\n{text}\n".encode("utf-8"))
         publish(tmp, final)
     except OSError as exc:

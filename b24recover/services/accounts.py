@@ -64,8 +64,9 @@ def revoke_on_change(conn, user_id: int, changes: dict, now: int) -> int:
 
 
 def check_free(conn, *, login_key: str | None = None, email_key: str | None = None,
-               phone: str | None = None, owner_id: int | None = None) -> None:
-    """An identifier already used by another account is a conflict that names that account."""
+               phone: str | None = None, owner_id: int | None = None, skeleton: str | None = None) -> None:
+    """An identifier already used by another account is a conflict that names that account;
+    so is a login that looks like another account's (the same TR39 skeleton)."""
     checks = (
         ("login", login_key, user_store.by_login_key),
         ("email", email_key, user_store.by_email_key),
@@ -79,6 +80,16 @@ def check_free(conn, *, login_key: str | None = None, email_key: str | None = No
             raise B24Error(
                 "conflict",
                 f"the {what} is already used by the account {other['login']!r}",
+                owner=other["login"],
+            )
+    if skeleton is not None:
+        other = user_store.by_login_skeleton(conn, skeleton, exclude_id=owner_id)
+        if other is not None:
+            raise B24Error(
+                "conflict",
+                f"the login looks like that of the account {other['login']!r} (the same characters "
+                "to the eye, e.g. a Cyrillic letter for a Latin one)",
+                hint="Choose a login that cannot be mistaken for an existing one.",
                 owner=other["login"],
             )
     if email_key is not None or phone is not None:
@@ -114,7 +125,8 @@ def prepare(ctx: Ctx, login: str, email: str | None, phone: str | None, name: st
 def insert_account(ctx: Ctx, conn, acc: NewAccount, action: str = "user.add", **details) -> int:
     email_key = ids.normalize_email(acc.email)[1] if acc.email else None
     key = ids.login_key(acc.login)
-    check_free(conn, login_key=key, email_key=email_key, phone=acc.phone)
+    skeleton = ids.login_skeleton(acc.login)
+    check_free(conn, login_key=key, email_key=email_key, phone=acc.phone, skeleton=skeleton)
     for provider, subject in acc.social:
         owner = user_store.social_owner(conn, provider, subject)
         if owner is not None:
@@ -122,7 +134,7 @@ def insert_account(ctx: Ctx, conn, acc: NewAccount, action: str = "user.add", **
                            owner=owner["login"])
     now = ctx.now()
     user_id = user_store.insert(conn, {
-        "login": acc.login, "login_key": key, "email": acc.email, "email_key": email_key,
+        "login": acc.login, "login_key": key, "login_skeleton": skeleton, "email": acc.email, "email_key": email_key,
         "phone": acc.phone, "name": acc.name, "last_name": acc.last_name, "lang": acc.lang,
         "blocked": int(acc.blocked), "password_hash": acc.password_hash,
         "created_at": now, "updated_at": now,
@@ -176,13 +188,14 @@ def update_user(ctx: Ctx, login: str, *, email: str | None = None, clear_email: 
         changes["lang"] = ids.normalize_lang(lang)
     if rename is not None:
         changes["login"] = ids.validate_login(rename)
-        changes["login_key"] = ids.login_key(rename)
+        changes["login_key"] = ids.login_key(changes["login"])
+        changes["login_skeleton"] = ids.login_skeleton(changes["login"])
     if not changes:
         raise B24Error("usage", "nothing to change: give at least one option (see --help)")
     with ctx.store.write() as conn:
         row = get_user(conn, login)
         check_free(conn, login_key=changes.get("login_key"), email_key=changes.get("email_key"),
-                   phone=changes.get("phone"), owner_id=row["id"])
+                   phone=changes.get("phone"), owner_id=row["id"], skeleton=changes.get("login_skeleton"))
         actual = {k: v for k, v in changes.items() if row[k] != v}
         if not actual:
             return account_view(conn, row)

@@ -9,6 +9,7 @@ rows that turn stale while it works.
 
 from __future__ import annotations
 
+import hmac
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -272,13 +273,48 @@ def verify_chain(ctx: Ctx, progress: Callable[[int, int], None] | None = None) -
             progress(seen, total)
     if progress:
         progress(seen, total)
+    if broken is None:
+        broken = _head_fault(ctx, conn, prev_id, prev_hash)
     return {"verified": broken is None and not missing, "events": total, "checked": seen, "broken": broken,
             "guards_missing": missing, "head": {"id": prev_id, "hash": prev_hash} if prev_id else None}
+
+
+def _head_fault(ctx: Ctx, conn, last_id: int | None, last_hash: str) -> dict | None:
+    """The intact chain must end where the head (kept outside the table, authenticated with the
+    key) says: otherwise its newest events were deleted, or the head was forged."""
+    recorded = audit_store.head(conn)
+    if recorded is None:
+        if last_id is None:
+            return None  # an empty trail, as before the first event
+        reason = "the head of the trail is missing (it was deleted)"
+    elif recorded["mac"].startswith(audit_store.TAINTED):
+        reason = (f"the head of the trail was altered or removed before event {recorded['mac'][len(audit_store.TAINTED):]} "
+                  "was written")
+    elif not hmac.compare_digest(recorded["mac"], audit_store.head_mac(ctx.key(), recorded["last_id"],
+                                                                         recorded["last_hash"])):
+        reason = "the head of the trail does not match the key file (it was forged, or the key was replaced)"
+    elif last_id is None or recorded["last_id"] > last_id:
+        first = 1 if last_id is None else last_id + 1
+        gap = f"{first}" if first == recorded["last_id"] else f"{first}-{recorded['last_id']}"
+        reason = f"the newest event(s) {gap} were deleted"
+    elif recorded["last_id"] < last_id:
+        reason = f"event(s) after {recorded['last_id']} were added without moving the head"
+    elif recorded["last_hash"] != last_hash:
+        reason = "the newest event is not the one the head names: it was replaced"
+    else:
+        return None
+    at_id = recorded["last_id"] if recorded is not None else last_id
+    return {"id": at_id, "at": None, "action": "audit.head", "login": None, "reason": reason}
 
 
 def check_chain(result: dict) -> None:
     """--verify found something: exit 10 (check_found) naming the first broken event."""
     broken = result["broken"]
+    if broken and broken["action"] == "audit.head":
+        raise B24Error("check_found", f"the audit trail does not end where its head says: {broken['reason']}",
+                       hint="The head is kept outside the trail and sealed with the key file; compare with a "
+                            "backup of the store and with the syslog copy (see docs/security.md).",
+                       broken=broken)
     if broken:
         raise B24Error("check_found",
                        f"the audit trail is broken at event {broken['id']} ({broken['action']}, {broken['at']}): "

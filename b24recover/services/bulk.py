@@ -18,7 +18,9 @@ Modes:
   set. Passwords are hashed in parallel by a thread pool (pyca/bcrypt releases the GIL), a chunk
   at a time; once every hash of the chunk is done, and before the next chunk goes to the pool,
   the chunk is stored in one short transaction, so no transaction ever waits for bcrypt.
-  `login,password` lines go only into the `--out` file (0600, never a symlink). The
+  `login,password` lines go only into the `--out` file: created new (O_EXCL, 0600, never
+  through a symlink); an existing file is refused unless it is the very file this job created
+  (its device and inode are kept in the job), so an interrupted run can be resumed into it. The
   "password changed" notices are queued in that transaction and delivered while the next
   chunk hashes; if the run dies first they stay queued for `outbox send`.
 
@@ -39,7 +41,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
-import io
 import os
 import stat
 from dataclasses import dataclass, field
@@ -206,17 +207,35 @@ def fingerprint(mode: str, keys: list[str]) -> str:
 
 # ---- the job and its items (bulk_jobs / bulk_items) -------------------------------------------
 
-def _start_job(ctx: Ctx, mode: str, keys: list[str], restart: bool) -> tuple[int, bool, dict[str, str]]:
-    """The job for this input (created or found) and the status of every item already recorded."""
+def _start_job(ctx: Ctx, mode: str, keys: list[str], restart: bool,
+               out: str | None) -> tuple[int, bool, dict[str, str], int | None]:
+    """The job for this input (created or found), the status of every item already recorded,
+    and the --out file opened for appending. The file is opened in the same transaction that
+    finds the job and records the file's identity, so two runs of one job agree on it."""
     digest = fingerprint(mode, keys)
-    with ctx.store.write() as conn:
-        job = bulk_store.job_by_fingerprint(conn, digest)
-        if job is not None and restart:
-            bulk_store.delete_job(conn, job["id"])
-            job = None
-        if job is None:
-            return bulk_store.create_job(conn, digest, mode, ctx.now()), False, {}
-        return job["id"], True, bulk_store.item_statuses(conn, job["id"])
+    fd = created = None
+    try:
+        with ctx.store.write() as conn:
+            job = bulk_store.job_by_fingerprint(conn, digest)
+            recorded = (job["out_dev"], job["out_ino"]) if job is not None and job["out_ino"] is not None else None
+            if job is not None and restart:
+                bulk_store.delete_job(conn, job["id"])  # starting over, into the same file is fine
+                job = None
+            if out:
+                fd, identity, created = open_out(out, recorded)
+            if job is None:
+                job_id, resumed, earlier = bulk_store.create_job(conn, digest, mode, ctx.now()), False, {}
+            else:
+                job_id, resumed, earlier = job["id"], True, bulk_store.item_statuses(conn, job["id"])
+            if out and identity != recorded:
+                bulk_store.set_out_file(conn, job_id, *identity)
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+            if created:
+                os.unlink(out)  # empty, and no job knows it: leave no file that a re-run would refuse
+        raise
+    return job_id, resumed, earlier, fd
 
 
 def _mark(ctx: Ctx, conn, job_id: int, key: str, status: str, reason: str | None = None) -> None:
@@ -239,50 +258,77 @@ def _finish_job(ctx: Ctx, summary: Summary, reason: str | None, forced: bool) ->
 
 # ---- the --out file ---------------------------------------------------------------------------
 
-def open_out(path: str) -> int:
-    """Open the passwords file for appending: created 0600; an existing one must be a regular
-    0600 file, never a symbolic link (O_NOFOLLOW closes the race between check and open)."""
+def _refuse(path: str, why: str, hint: str | None = None) -> B24Error:
+    return B24Error("invalid_input", f"--out {path} {why}; temporary passwords go only into a new file of "
+                    "yours (or the one an interrupted run of this same job created)",
+                    hint=hint or "Name a new file (it is created 0600), or move the existing one away.")
+
+
+def open_out(path: str, recorded: tuple[int, int] | None) -> tuple[int, tuple[int, int], bool]:
+    """The passwords file, opened for appending: (fd, (device, inode), created).
+
+    Created new: O_CREAT|O_EXCL|O_NOFOLLOW, 0600 whatever the umask. An existing file is refused,
+    with one exception: a resumed job may reopen the very file it created (`recorded`, the same
+    device and inode), still a regular 0600 file of the caller's; O_NOFOLLOW and a second look
+    through the open descriptor close the race between the check and the open."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise _refuse(path, f"cannot be created ({exc.strerror})") from None
+    else:
+        try:
+            os.fchmod(fd, 0o600)
+            st = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, (st.st_dev, st.st_ino), True
     try:
         before = os.lstat(path)
-    except FileNotFoundError:
-        before = None
     except OSError as exc:
-        raise B24Error("invalid_input", f"cannot use --out {path}: {exc.strerror}") from None
-    if before is not None:
-        if stat.S_ISLNK(before.st_mode):
-            raise B24Error("invalid_input", f"--out {path} is a symbolic link; passwords are never written through one",
-                           hint="Name a new file, or the real file itself.")
-        if not stat.S_ISREG(before.st_mode):
-            raise B24Error("invalid_input", f"--out {path} is not a regular file")
-        if stat.S_IMODE(before.st_mode) != 0o600:
-            raise B24Error("invalid_input", f"--out {path} exists with mode {stat.S_IMODE(before.st_mode):04o}; "
-                           "passwords go only into a file readable by its owner alone (0600)",
-                           hint=f"chmod 600 {path}, or name a new file.")
-    flags = os.O_CREAT | os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        raise _refuse(path, f"cannot be inspected ({exc.strerror})") from None
+    _judge(path, before, recorded)
     try:
-        fd = os.open(path, flags, 0o600)
+        fd = os.open(path, flags)
     except OSError as exc:
-        raise B24Error("invalid_input", f"cannot open --out {path}: {exc.strerror}") from None
+        raise _refuse(path, f"cannot be opened ({exc.strerror})") from None
     try:
-        if before is None:
-            os.fchmod(fd, 0o600)  # whatever the umask was
         after = os.fstat(fd)
-        if not stat.S_ISREG(after.st_mode) or stat.S_IMODE(after.st_mode) != 0o600:
-            raise B24Error("invalid_input", f"--out {path} changed while it was opened; refusing to write to it")
+        if (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
+            raise _refuse(path, "changed while it was opened")
+        _judge(path, after, recorded)
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return fd, recorded, False
+
+
+def _judge(path: str, st: os.stat_result, recorded: tuple[int, int] | None) -> None:
+    """An existing --out file: only the one this job created, unchanged in kind, owner and mode."""
+    if stat.S_ISLNK(st.st_mode):
+        raise _refuse(path, "is a symbolic link; passwords are never written through one")
+    if not stat.S_ISREG(st.st_mode):
+        raise _refuse(path, "exists and is not a regular file")
+    if stat.S_IMODE(st.st_mode) != 0o600:
+        raise _refuse(path, f"exists with mode {stat.S_IMODE(st.st_mode):04o}")
+    if st.st_uid != os.geteuid():
+        raise _refuse(path, f"exists and belongs to uid {st.st_uid}, not to you")
+    if recorded is None or (st.st_dev, st.st_ino) != tuple(recorded):
+        raise _refuse(path, "already exists and is not the file this job created")
 
 
 def _append_lines(fd: int, pairs: list[tuple[str, str]]) -> None:
-    """login,password lines (CSV-quoted when a login needs it), on disk before the caller commits."""
+    """login,password lines, on disk before the caller commits: CSV-quoted when a cell needs it,
+    and a cell a spreadsheet would run as a formula marked with a leading ' (services/spreadsheet:
+    the reader removes one leading ' to get the exact password)."""
+    from .spreadsheet import rows_text
+
     if not pairs:
         return
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerows(pairs)
-    data = buffer.getvalue().encode("utf-8")
+    data = rows_text(pairs).encode("utf-8")
     while data:
         written = os.write(fd, data)
         data = data[written:]
@@ -466,14 +512,15 @@ def bulk_reset(ctx: Ctx, source: BinaryIO, mode: str, *, out: str | None = None,
     if chunk < 1 or (workers is not None and workers < 1):
         raise B24Error("usage", "--batch and --workers must be at least 1")
     reason = ids.clean_text(reason or "", "the reason", max_len=500).strip() or None
-    fd = open_out(out) if mode == "temporary-password" else None
+    fd = None
     try:
         summary = Summary(mode=mode)
         rows = read_logins(source, summary)
         summary.total = len(rows) + len(summary.failed) + len(summary.skipped)
         if not rows:
             return summary.as_dict()
-        summary.job, summary.resumed, earlier = _start_job(ctx, mode, [r.key for r in rows], restart)
+        summary.job, summary.resumed, earlier, fd = _start_job(
+            ctx, mode, [r.key for r in rows], restart, out if mode == "temporary-password" else None)
         todo = []
         for row in rows:
             if earlier.get(row.key) == "done":

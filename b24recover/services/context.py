@@ -31,5 +31,17 @@ class Ctx:
         return self._key
 
     def audit(self, conn, action: str, login: str | None, **details) -> None:
-        """Record an event inside the caller's write transaction. Never pass a secret here."""
-        audit_store.append(conn, at=self.now(), actor=self.actor, action=action, login=login, details=details)
+        """Record an event inside the caller's write transaction. Never pass a secret here.
+        With [audit] syslog, a copy goes to syslog once the transaction has committed."""
+        at = self.now()
+        event_id, digest = audit_store.append(conn, at=at, actor=self.actor, action=action, login=login,
+                                              details=details, key=self.key())
+        if self.settings.audit.syslog:
+            from .audit_syslog import send
+
+            event = {"id": event_id, "at": at, "actor": self.actor, "action": action, "login": login,
+                     "details": details, "hash": digest}
+            if self.store is not None:
+                self.store.on_commit(lambda: send(event))
+            else:
+                send(event)

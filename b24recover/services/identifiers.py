@@ -24,6 +24,8 @@ def clean_text(value: str, what: str, max_len: int = MAX_FIELD, allow_empty: boo
         value = ""
     if not isinstance(value, str):
         raise B24Error("invalid_input", f"{what} must be text")
+    if not_utf8(value):
+        raise B24Error("invalid_input", f"{what} is not valid UTF-8")
     if _CONTROL.search(value):
         raise B24Error("invalid_input", f"{what} contains a control character or NUL byte")
     if len(value) > max_len:
@@ -34,6 +36,14 @@ def clean_text(value: str, what: str, max_len: int = MAX_FIELD, allow_empty: boo
     return value
 
 
+def not_utf8(text: str) -> bool:
+    """Undecodable bytes (from argv or a file read with surrogateescape) and lone surrogates."""
+    return _SURROGATE.search(text) is not None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _fold(text: str) -> str:
     return unicodedata.normalize("NFC", text).casefold()
 
@@ -42,11 +52,41 @@ def login_key(login: str) -> str:
     return _fold(login)
 
 
+# Characters that are invisible in a login: format characters (Cf: zero-width space and
+# joiners, soft hyphen, bidi controls, BOM) and the rest of Unicode's Default_Ignorable_Code_Point
+# set (fillers, variation selectors, the combining grapheme joiner).
+_IGNORABLE = re.compile(
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u3164\ufe00-\ufe0f\uffa0\ufff0-\ufff8"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]")
+
+
+def _invisible(ch: str) -> bool:
+    return unicodedata.category(ch) == "Cf" or _IGNORABLE.match(ch) is not None
+
+
 def validate_login(login: str) -> str:
+    """A login to store: NFKC (full-width and other compatibility forms become plain letters),
+    no invisible characters, no spaces at either end."""
     login = clean_text(login, "the login", allow_empty=False)
+    hidden = next((ch for ch in login if _invisible(ch)), None)
+    if hidden is not None:
+        raise B24Error("invalid_input", f"the login contains an invisible character (U+{ord(hidden):04X} "
+                       f"{unicodedata.name(hidden, 'format character')}); it would look like another login",
+                       hint="Type the login again without it.")
+    login = unicodedata.normalize("NFKC", login)
     if login != login.strip():
         raise B24Error("invalid_input", "the login must not begin or end with spaces")
+    if len(login) > MAX_FIELD:
+        raise B24Error("invalid_input", f"the login is longer than {MAX_FIELD} characters")
     return login
+
+
+def login_skeleton(login: str) -> str:
+    """What a login looks like: Unicode TR39's skeleton, case-insensitively, so that logins a
+    person cannot tell apart (Cyrillic `а` and Latin `a`, `rn` and `m`, `I` and `l`) share one."""
+    from .confusables import skeleton
+
+    return skeleton(skeleton(unicodedata.normalize("NFKC", login)).casefold())
 
 
 # ---- email -------------------------------------------------------------------------------

@@ -510,9 +510,11 @@ def check_hash(value: str, column: str) -> str:
 V_LOGIN, V_KEY, V_EMAIL, V_EMAIL_KEY, V_PHONE, V_NAME, V_LAST, V_LANG, V_HASH, V_SOCIAL, V_BLOCKED, V_KEYS = range(12)
 
 
-def _keys_of(login_key: str, email_key: str | None, phone: str | None, socials: tuple) -> tuple[str, ...]:
-    """The identifiers a row claims; addresses share one name space, as in pending links."""
-    keys = ["l:" + login_key]
+def _keys_of(login_key: str, email_key: str | None, phone: str | None, socials: tuple,
+             skeleton: str = "") -> tuple[str, ...]:
+    """The identifiers a row claims; addresses share one name space, as in pending links. The
+    second is always the login's look-alike skeleton."""
+    keys = ["l:" + login_key, "k:" + skeleton]
     if email_key:
         keys.append("a:" + email_key)
     if phone:
@@ -544,7 +546,7 @@ def validate_record(ctx: Ctx, layout: Layout, record: tuple) -> tuple:
     return (line, (acc.login, key, email, email_key, phone,
                    None if v[NAME] is None else acc.name, None if v[LAST_NAME] is None else acc.last_name,
                    acc.lang, password_hash, acc.social, v[BLOCKED],
-                   _keys_of(key, email_key, phone, acc.social)))
+                   _keys_of(key, email_key, phone, acc.social, ids.login_skeleton(acc.login))))
 
 
 @functools.lru_cache(maxsize=1)
@@ -683,7 +685,7 @@ class Validator:
 #
 # The batch queries (IN (...) lookups, multi-row INSERTs, the TEMP table) are in store/imports.py.
 
-_KEY_WHAT = {"l": "login", "a": "address", "s": "social identity"}
+_KEY_WHAT = {"l": "login", "k": "login (or one that looks the same)", "a": "address", "s": "social identity"}
 
 
 class _Rollback(Exception):
@@ -803,6 +805,7 @@ class Writer:
         phones = [r[V_PHONE] for r in good if r[V_PHONE]]
         socials = [pair for r in good for pair in r[V_SOCIAL]]
         hits = {"l:" + k for k in import_store.keys_in_use(conn, "login_key", logins)}
+        hits.update("k:" + k for k in import_store.keys_in_use(conn, "login_skeleton", [r[V_KEYS][1][2:] for r in good]))
         hits.update("a:" + k for k in import_store.keys_in_use(conn, "email_key", emails))
         hits.update("a:" + k for k in import_store.keys_in_use(conn, "phone", phones))
         hits.update("a:" + k for k in import_store.keys_in_use(conn, "address_key", emails + phones))
@@ -820,7 +823,8 @@ class Writer:
             self._update(conn, existing, row, now)
             return True
         try:
-            accounts.check_free(conn, login_key=row[V_KEY], email_key=row[V_EMAIL_KEY], phone=row[V_PHONE])
+            accounts.check_free(conn, login_key=row[V_KEY], email_key=row[V_EMAIL_KEY], phone=row[V_PHONE],
+                                skeleton=row[V_KEYS][1][2:])
             self._check_socials(conn, row, owner_id=None)
         except B24Error as exc:
             owner = user_store.by_login_key(conn, ids.login_key(exc.details.get("owner") or ""))
@@ -868,7 +872,7 @@ class Writer:
         def columns(r):  # in import_store.INSERT_COLUMNS order
             return (r[V_LOGIN], r[V_KEY], r[V_EMAIL], r[V_EMAIL_KEY], r[V_PHONE], r[V_NAME] or "",
                     r[V_LAST] or "", r[V_LANG], int(bool(r[V_BLOCKED])), r[V_HASH], now, now,
-                    now if r[V_HASH] else None)
+                    now if r[V_HASH] else None, r[V_KEYS][1][2:])
 
         if not plain and not with_social:
             return None

@@ -205,7 +205,88 @@ def _reused(p: PolicySettings, password: str, *, history: Sequence[str] = (), ke
     return []
 
 
-VALIDATORS = (_length, _typable, _classes, _common, _similar, _reused)
+# ---- repetitive and sequential passwords (NIST SP 800-63B 3.1.1.2) ------------------------------
+#
+# Each looks at the whole password (NFKC, case folded): a pattern inside a longer passphrase
+# ("aaah, what a day") is no reason to refuse it; a password that IS the pattern is.
+
+MIN_DISTINCT = 3  # fewer distinct runs than this: "aaaaaaaaaaaa", 12 spaces, "aaaaaabbbbbb"
+
+
+def _repetitive(p: PolicySettings, password: str, **_) -> list[Violation]:
+    folded = _fold(password)
+    runs = sum(1 for i, ch in enumerate(folded) if i == 0 or ch != folded[i - 1])
+    if folded and runs < MIN_DISTINCT:
+        return [Violation("repetitive", "do not repeat one character over and over")]
+    return []
+
+
+def _step(a: str, b: str) -> int | None:
+    """+1 or -1 when b follows a in a well-known order (code points; digits on a ring, as on a
+    keyboard row where 0 follows 9), else None."""
+    if a.isdecimal() and b.isdecimal():
+        diff = (int(b) - int(a)) % 10
+        return 1 if diff == 1 else -1 if diff == 9 else None
+    diff = ord(b) - ord(a)
+    return diff if diff in (1, -1) else None
+
+
+def _sequential(p: PolicySettings, password: str, **_) -> list[Violation]:
+    """The whole password is one or more runs of consecutive characters, each at least 3 long:
+    "123456789012", "abcdefghijkl", "1234abcd", "zyxwvu"."""
+    folded = _fold(password)
+    if len(folded) < MIN_DISTINCT:
+        return []
+    start, direction = 0, None
+    for i in range(1, len(folded) + 1):
+        step = _step(folded[i - 1], folded[i]) if i < len(folded) else None
+        if step is not None and direction in (None, step):
+            direction = step
+            continue
+        if i - start < MIN_DISTINCT:  # a run too short to be a sequence: not a sequential password
+            return []
+        start, direction = i, None
+    return [Violation("sequential", "do not use a run of consecutive characters such as 12345 or abcde")]
+
+
+def _period(text: str) -> int:
+    """The length of the shortest unit that, repeated, makes up text (prefix function)."""
+    border = [0] * len(text)
+    for i in range(1, len(text)):
+        k = border[i - 1]
+        while k and text[i] != text[k]:
+            k = border[k - 1]
+        border[i] = k + (text[i] == text[k])
+    return len(text) - (border[-1] if text else 0)
+
+
+STRONG_UNIT = 12  # a repeated part this long (or as long as PASSWORD_LENGTH) stands on its own
+
+
+def _repeated_word(p: PolicySettings, password: str, **_) -> list[Violation]:
+    """A short part said at least twice to reach the length: "passwordpassword", "abcabcabcabc".
+    A part that would pass the length rule alone (a long passphrase, twice) is not refused."""
+    folded = _fold(password)
+    unit = _period(folded)
+    if 2 <= unit <= len(folded) // 2 and unit < max(STRONG_UNIT, p.PASSWORD_LENGTH):
+        return [Violation("repeated_word", "do not repeat the same word or part to make a password longer")]
+    return []
+
+
+def _repeats_login(p: PolicySettings, password: str, *, login: str = "", **_) -> list[Violation]:
+    """The login said again and again ("h1h1h1h1h1h1" for h1), with little else: also for a
+    login too short for similar_to_account."""
+    key = _fold(login or "").strip()
+    folded = _fold(password)
+    if not key or folded.count(key) < 2:
+        return []
+    if len(folded.replace(key, "")) < MIN_DISTINCT:
+        return [Violation("repeats_login", "do not build the password by repeating your login")]
+    return []
+
+
+VALIDATORS = (_length, _typable, _classes, _common, _repetitive, _sequential, _repeated_word, _repeats_login,
+              _similar, _reused)
 
 
 def violations(policy: PolicySettings, password: str, *, login: str = "", name: str = "", last_name: str = "",
@@ -297,6 +378,10 @@ def describe(policy: PolicySettings) -> dict:
               f"refused ({count()} known, any letter case)"),
         _rule("similar_to_account", "account_details", None, True,
               "refused in the password, also reversed (login, name, last name, email)"),
+        _rule("repetitive", "repetitive", None, True, "refused: one character repeated (aaaaaaaaaaaa)"),
+        _rule("sequential", "sequential", None, True, "refused: consecutive characters (123456789012, abcdefghijkl)"),
+        _rule("repeated_word", "repeated_word", None, True, "refused: a short part said twice or more (passwordpassword)"),
+        _rule("repeats_login", "repeats_login", None, True, "refused: the login repeated (h1h1h1h1h1h1 for h1)"),
         _rule("reused", "history", "PASSWORD_UNIQUE_COUNT", unique,
               f"the last {unique} refused" if unique else "not checked"),
         _rule("not_text", "control_characters", None, True, "refused (NUL, ESC, DEL and the like)"),

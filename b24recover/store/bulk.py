@@ -8,7 +8,12 @@ from ..errors import B24Error
 
 
 def job_by_fingerprint(conn, digest: str):
-    return conn.execute("SELECT id FROM bulk_jobs WHERE fingerprint = ?", (digest,)).fetchone()
+    return conn.execute("SELECT id, out_dev, out_ino FROM bulk_jobs WHERE fingerprint = ?", (digest,)).fetchone()
+
+
+def set_out_file(conn, job_id: int, dev: int, ino: int) -> None:
+    """The --out file this job created: the only existing file a resumed run may reopen."""
+    conn.execute("UPDATE bulk_jobs SET out_dev = ?, out_ino = ? WHERE id = ?", (dev, ino, job_id))
 
 
 def delete_job(conn, job_id: int) -> None:

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import B24Error
+from ..private_files import check as check_private
 from .schema import SCHEMA_VERSION
 
 BUSY_TIMEOUT_MS = int(os.environ.get("B24RECOVER_BUSY_TIMEOUT_MS", "10000"))
@@ -15,9 +16,20 @@ BUSY_TIMEOUT_MS = int(os.environ.get("B24RECOVER_BUSY_TIMEOUT_MS", "10000"))
 
 def _create_private(path: Path) -> None:
     """Create an empty file readable by its owner only; SQLite gives -wal/-shm the same mode."""
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-    os.close(fd)
-    os.chmod(path, 0o600)
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def check_store_files(path: Path, *, tighten: bool = False, suffixes=("", "-wal", "-shm")) -> None:
+    """The store and its -wal/-shm (SQLite gives new ones the store's mode, and keeps using an
+    existing one) must be the caller's own private regular files: never a symbolic link, another
+    user's file, or readable by others."""
+    for suffix in suffixes:
+        check_private(Path(str(path) + suffix), "the store" if not suffix else f"the store's {suffix} file",
+                      "store_unsafe", tighten=tighten)
 
 
 def translate(exc: sqlite3.Error, path) -> B24Error:
@@ -38,6 +50,19 @@ class Store:
     def __init__(self, conn: sqlite3.Connection, path: Path):
         self.conn = conn
         self.path = path
+        self._on_commit: list = []
+
+    def on_commit(self, call) -> None:
+        """Run `call` once the current write transaction has committed (never if it rolls back)."""
+        self._on_commit.append(call)
+
+    def _after_commit(self) -> None:
+        calls, self._on_commit = self._on_commit, []
+        for call in calls:
+            try:
+                call()
+            except Exception:  # a copy elsewhere (syslog) never undoes or fails what committed
+                pass
 
     @contextmanager
     def write(self):
@@ -49,6 +74,7 @@ class Store:
         try:
             yield self.conn
         except BaseException:
+            self._on_commit = []
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             raise
@@ -56,9 +82,11 @@ class Store:
             try:
                 self.conn.execute("COMMIT")
             except sqlite3.OperationalError as exc:
+                self._on_commit = []
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")
                 raise translate(exc, self.path) from None
+            self._after_commit()
 
     def one(self, sql: str, params=()) -> sqlite3.Row | None:
         return self.conn.execute(sql, params).fetchone()
@@ -95,13 +123,19 @@ def _configure(conn: sqlite3.Connection) -> sqlite3.Connection:
 def open_store(path: str | Path) -> Store:
     """Open an initialised store at the schema this tool knows, or explain why not."""
     path = Path(path)
-    if not path.exists():
+    if not os.path.lexists(path):
         raise B24Error("store_missing", f"no store at {path}")
+    check_store_files(path, suffixes=("-wal", "-shm"))  # before SQLite opens (and reuses) them
     try:
         # Read the version before changing anything: a file that is not our store stays untouched.
         conn = _raw_connect(path)
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if 0 < version <= SCHEMA_VERSION:
+            try:
+                check_store_files(path, suffixes=("",))  # a store of ours: before anything is written
+            except B24Error:
+                conn.close()
+                raise
             _configure(conn)
     except sqlite3.Error as exc:
         raise translate(exc, path) from None
@@ -125,8 +159,9 @@ def init_store(path: str | Path) -> tuple[Store, list[str]]:
     path = Path(path)
     if path.parent and not path.parent.exists():
         raise B24Error("store_missing", f"the folder {path.parent} does not exist")
-    if not path.exists():
+    if not os.path.lexists(path):
         _create_private(path)
+    check_store_files(path, tighten=True)
     try:
         conn = _connect(path)
         store = Store(conn, path)

@@ -6,10 +6,10 @@ from __future__ import annotations
 IN_CHUNK = 900  # values per IN (...) list, under SQLite's oldest variable limit
 
 # Where each identifier lives; the only names ever put into the SQL text.
-KEY_TABLES = {"login_key": "users", "email_key": "users", "phone": "users", "address_key": "pending_addresses"}
+KEY_TABLES = {"login_key": "users", "login_skeleton": "users", "email_key": "users", "phone": "users", "address_key": "pending_addresses"}
 
 INSERT_COLUMNS = ("login", "login_key", "email", "email_key", "phone", "name", "last_name", "lang",
-                  "blocked", "password_hash", "created_at", "updated_at", "password_changed_at")
+                  "blocked", "password_hash", "created_at", "updated_at", "password_changed_at", "login_skeleton")
 _ROWS_PER_INSERT = 32766 // len(INSERT_COLUMNS) // 4
 
 
@@ -44,6 +44,9 @@ def insert_many(conn, rows: list[tuple], returning: bool) -> dict[str, int]:
     login_key -> id when asked."""
     ids_by_key: dict[str, int] = {}
     one = "(" + ",".join("?" * len(INSERT_COLUMNS)) + ")"
+    width = len(INSERT_COLUMNS)
+    # login_skeleton, the last column, may be left off: NULL, which `init` fills in.
+    rows = [row if len(row) == width else (*row, None) for row in rows]
     for chunk in chunks(rows, _ROWS_PER_INSERT):
         sql = f"INSERT INTO users ({', '.join(INSERT_COLUMNS)}) VALUES " + ",".join([one] * len(chunk))
         if returning:

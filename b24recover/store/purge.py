@@ -22,7 +22,10 @@ def _stale(state: str) -> str:
     if state == "expired":
         return "c.state = 'active' AND c.expires_at < :cutoff"
     if state in STATES:
-        return "c.state = :state AND c.ended_at < :cutoff"
+        # Ended at or before the cutoff: "older than 0s" is everything that has ended, also in
+        # this very second (an active one is valid through its expires_at second, so it has
+        # ended once expires_at < cutoff).
+        return "c.state = :state AND c.ended_at <= :cutoff"
     raise ValueError(f"unknown state {state!r}")
 
 

@@ -164,6 +164,31 @@ CREATE TABLE bulk_items (
 );
 """,
     ),
+    (
+        "0006_safety",
+        """
+-- The --out file a temporary-password job created (device and inode): a resumed run may reopen
+-- that very file and no other existing one (SPEC §5).
+ALTER TABLE bulk_jobs ADD COLUMN out_dev INTEGER;
+ALTER TABLE bulk_jobs ADD COLUMN out_ino INTEGER;
+
+-- The Unicode TR39 confusable skeleton of the login (services/identifiers.login_skeleton):
+-- a new login that looks like an existing one is a conflict. Not unique: accounts imported
+-- before this rule may already look alike. Filled by `init` for older rows.
+ALTER TABLE users ADD COLUMN login_skeleton TEXT;
+CREATE INDEX users_login_skeleton ON users(login_skeleton);
+
+-- The head of the audit chain, kept outside audit_log and written in the same transaction as
+-- each event: the newest event's id and hash, authenticated with the key file (HMAC-SHA256), so
+-- deleting the newest events is detected by `audit log --verify`.
+CREATE TABLE audit_head (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    last_id INTEGER NOT NULL,
+    last_hash TEXT NOT NULL,
+    mac TEXT NOT NULL
+);
+""",
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 USER_COLUMNS = (
-    "login", "login_key", "email", "email_key", "phone", "name", "last_name", "lang", "blocked",
+    "login", "login_key", "login_skeleton", "email", "email_key", "phone", "name", "last_name", "lang", "blocked",
     "password_hash", "must_change_password", "created_at", "updated_at", "password_changed_at",
 )
 
@@ -39,6 +39,25 @@ def by_id(conn, user_id: int):
 
 def by_login_key(conn, key: str):
     return conn.execute("SELECT * FROM users WHERE login_key = ?", (key,)).fetchone()
+
+
+# Logins look alike only within one directory (SPEC §4: unique per login and external id). Where
+# users has the `external` column (EXTERNAL_AUTH_ID), this one line becomes "external IS :external".
+_SAME_DIRECTORY = "1"
+
+
+def by_login_skeleton(conn, skeleton: str, exclude_id: int | None = None, external: str | None = None):
+    """An account other than exclude_id whose login looks like this one (TR39 skeleton)."""
+    return conn.execute(
+        "SELECT * FROM users WHERE login_skeleton = :skeleton AND id IS NOT :exclude"
+        f" AND {_SAME_DIRECTORY} ORDER BY id LIMIT 1",
+        {"skeleton": skeleton, "exclude": exclude_id, "external": external},
+    ).fetchone()
+
+
+def missing_skeletons(conn, limit: int):
+    """Accounts stored before logins had a skeleton (`init` fills them in)."""
+    return conn.execute("SELECT id, login FROM users WHERE login_skeleton IS NULL LIMIT ?", (limit,)).fetchall()
 
 
 def by_email_key(conn, key: str):
