@@ -13,11 +13,13 @@ from ..clock import iso
 from ..errors import B24Error
 from ..store import tokens as token_store
 from ..store import users as user_store
+from . import guessing
 from . import identifiers as ids
 from . import outbox
 from . import secrets as secret_codec
 from .accounts import get_user
 from .context import Ctx
+from .guessing import incorrect, refusal  # noqa: F401  (re-exported)
 from .views import control_string_view, token_state
 
 VIA = ("email", "sms", "qr", "none")
@@ -72,6 +74,7 @@ def create(ctx: Ctx, conn, user, *, via: str, ttl: int | None, purpose: str = "r
     """Issue a control string inside the caller's transaction and queue its message."""
     if user["blocked"]:
         raise B24Error("blocked", f"the account {user['login']} is blocked; blocked accounts get no control strings")
+    guessing.check_may_issue(ctx, conn, user)
     channel = via
     if address is None and via in ("email", "sms"):
         address = recipient_for(conn, user, via)
@@ -171,8 +174,9 @@ def revoke(ctx: Ctx, login: str, reason: str | None = None) -> dict:
     with ctx.store.write() as conn:
         user = get_user(conn, login)
         count = token_store.revoke_active(conn, user["id"], ctx.now(), reason)
-        ctx.audit(conn, "token.revoke", user["login"], revoked=count, reason=reason)
-    return {"login": user["login"], "revoked": count}
+        failures = guessing.reset(ctx, conn, user)
+        ctx.audit(conn, "token.revoke", user["login"], revoked=count, reason=reason, failures_reset=failures)
+    return {"login": user["login"], "revoked": count, "failures_reset": failures}
 
 
 STATES = ("active", "superseded", "used", "revoked", "expired", "all")
@@ -190,28 +194,6 @@ def list_tokens(ctx: Ctx, login: str | None, state: str = "all", limit: int = 20
 
 # ---- using a control string ------------------------------------------------------------------
 
-REFUSALS = {
-    "superseded": ("control_string_superseded",
-                   "Incorrect control word: a newer request was sent after this one, so this link or code no longer works"),
-    "used": ("control_string_used", "this control string was already used"),
-    "revoked": ("control_string_revoked", "this control string was revoked"),
-    "expired": ("control_string_expired", "this control string has expired"),
-}
-
-
-def refusal(row, now: int) -> B24Error:
-    """The error that tells a person exactly why a matching control string does not work."""
-    state = token_state(row, now)
-    if state == "revoked" and row["end_reason"] == "too_many_attempts":
-        return B24Error("too_many_attempts", "this code was entered wrongly too many times and no longer works")
-    code, message = REFUSALS[state]
-    return B24Error(code, message)
-
-
-def incorrect() -> B24Error:
-    return B24Error("control_string_incorrect", "Incorrect control word: this control string or code is not valid for this login")
-
-
 def find(ctx: Ctx, conn, user, secret: str):
     """The control string row a secret matches for this account (newest), or None."""
     kind = secret_codec.shape_of(secret)
@@ -223,15 +205,30 @@ def find(ctx: Ctx, conn, user, secret: str):
 
 
 def check(ctx: Ctx, login: str, secret: str) -> dict:
-    """`token check`: the state of a control string, without using it or counting a try."""
+    """`token check`: the state of a control string without using it. A wrong one counts like a
+    wrong one given to `redeem` (a try of the active code, the failure budget), and a login that
+    matches no account answers as a real one with a wrong string. Every check is audited."""
     conn = ctx.store.conn
-    user = get_user(conn, login)
-    row = find(ctx, conn, user, secret)
+    user = account_for(conn, login)
+    row = None if guessing.is_paused(ctx, conn, user, login) else find(ctx, conn, user, secret)
     if row is None:
-        raise incorrect()
-    view = control_string_view(row, user["login"], ctx.now())
+        raise guessing.refuse(ctx, user, login, None, secret, "token.check.failed")
+    now = ctx.now()
+    view = control_string_view(row, user["login"], now)
     if view["state"] != "active":
-        err = refusal(row, ctx.now())
-        err.details["control_string"] = view
+        err = guessing.refuse(ctx, user, login, row, secret, "token.check.failed")
+        if err.code != "recovery_paused":
+            err.details["control_string"] = view
         raise err
+    with ctx.store.write() as conn:
+        ctx.audit(conn, "token.check", user["login"], control_string=row["id"], state="active")
     return view
+
+
+def account_for(conn, login: str):
+    """The account a typed login names, or None (also for text that cannot be a login)."""
+    try:
+        key = ids.login_key(ids.clean_text(login, "the login"))
+    except B24Error:
+        return None
+    return user_store.by_login_key(conn, key)
