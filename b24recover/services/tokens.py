@@ -23,6 +23,9 @@ from .guessing import incorrect, refusal  # noqa: F401  (re-exported)
 from .views import control_string_view, token_state
 
 VIA = ("email", "sms", "qr", "none")
+# `token request` answers this long after it began, whatever happened; its own work (look-up,
+# control string, queued message, audit) takes a few ms, delivery is detached (cli/portal.py).
+REQUEST_FLOOR = 0.05
 UNIFORM_ANSWER = ("If an account matches, a message with instructions has been sent to the address on file. "
                   "Only the most recent message works.")
 
@@ -62,7 +65,9 @@ def recipient_for(conn, user, channel: str) -> str:
         return user[field]
     pending = user_store.pending(conn, user["id"])
     if pending is not None and pending["channel"] == channel:
-        raise B24Error("pending_link", f"the {field} {pending['address']} of {user['login']} is awaiting confirmation")
+        raise B24Error("pending_link", f"the {field} {pending['address']} of {user['login']} is awaiting confirmation",
+                       hint="It becomes usable once the control string sent to it is redeemed; to send a new one: "
+                            f"b24recover link {user['login']} --{field} {pending['address']}")
     what = "social-network-only account" if user["password_hash"] is None else "account"
     raise B24Error(code, f"the {what} {user['login']} has no {field} on file",
                    hint=f"Link one first: b24recover link {user['login']} --{field} ADDRESS")
@@ -149,7 +154,17 @@ def _resolve_identifier(ctx: Ctx, conn, identifier: str):
 
 
 def request(ctx: Ctx, identifier: str) -> dict:
-    """`token request`: the portal's form. The same answer whatever happened; the reason is audited."""
+    """`token request` for library callers: accept, then deliver in this process."""
+    answer, messages = accept_request(ctx, identifier)
+    for message_id in messages:
+        outbox.deliver(ctx, message_id)
+    return answer
+
+
+def accept_request(ctx: Ctx, identifier: str) -> tuple[dict, list[int]]:
+    """`token request`: the portal's form. The same answer whatever happened; the reason is
+    audited. Returns the answer and the messages still to deliver (the caller delivers them
+    after answering, so the answer's time does not tell whether one was queued)."""
     try:
         identifier = ids.clean_text(identifier, "the identifier", max_len=320, allow_empty=False)
     except B24Error:
@@ -164,9 +179,8 @@ def request(ctx: Ctx, identifier: str) -> dict:
         except B24Error as exc:
             ctx.audit(conn, "token.request.refused", user["login"] if user else None, reason=exc.code,
                       channel=channel, identifier=(identifier or "")[:320])
-    if issued is not None:
-        finish_delivery(ctx, issued)
-    return {"status": "accepted", "message": UNIFORM_ANSWER}
+    messages = [issued.message_id] if issued is not None and issued.message_id is not None else []
+    return {"status": "accepted", "message": UNIFORM_ANSWER}, messages
 
 
 def revoke(ctx: Ctx, login: str, reason: str | None = None) -> dict:
