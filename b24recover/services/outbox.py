@@ -128,14 +128,17 @@ def deliver(ctx: Ctx, message_id: int) -> dict:
 
 def deliver_detached(ctx: Ctx, message_ids: list[int]) -> None:
     """Deliver in a process of its own that outlives this one (`token request`): the caller's
-    answer and exit then take the same time whether or not a message went out. The detached
-    process opens its own connection (one must never be used on both sides of a fork) and
+    answer and exit then take the same time whether or not a message went out. The caller's
+    connection is closed first: SQLite keeps per-file lock bookkeeping in the process, and a
+    child inheriting it would believe it holds the caller's locks, so another process could
+    checkpoint and delete the WAL under it. The detached process opens its own connection and
     talks to no one; a message it fails to deliver stays failed for `outbox send`, and one it
     never reaches (killed, machine down) stays queued for it. It is started even with nothing
     to deliver, so the caller's own remaining work (after a fork every page it writes is
     copied) is the same in every case."""
     import os
 
+    ctx.store.close()  # the caller needs the store no more; see above
     caller_alive, caller_end = os.pipe()  # the caller never closes caller_end: it closes at its exit
     first = os.fork()
     if first:
