@@ -29,8 +29,8 @@ def mail_new(db: Path) -> Path:
 
 
 def prepare(db: Path, n: int) -> dict:
-    """Accounts 0..n-1 from common.account; account n-1 blocked, n-2 throttled (given a control
-    string now), one social-only account without address."""
+    """Accounts 0..n-1 from common.account; account n-1 blocked, n-2 throttled (10 control
+    strings in the last 24 h), one social-only account without address."""
     c.build_store(db, n, log=c.log)
     conn = sqlite3.connect(db, isolation_level=None)
     try:
@@ -42,12 +42,17 @@ def prepare(db: Path, n: int) -> dict:
                            " VALUES ('social.only', 'social.only', 'Social', 'Only', 'en', ?, ?)", (now, now))
         conn.execute("INSERT INTO social_identities (user_id, provider, subject, created_at)"
                      " VALUES (?, 'vkontakte', '12345', ?)", (cur.lastrowid, now))
+        # throttled for the whole run: its daily limit (10) is reached, not only the 60 s interval
+        throttled = c.account(n - 2)
+        (uid,) = conn.execute("SELECT id FROM users WHERE login = ?", (throttled["login"],)).fetchone()
+        for k in range(10):
+            conn.execute("INSERT INTO control_strings (user_id, kind, channel, secret_hash, state, created_at,"
+                         " expires_at, ended_at) VALUES (?, 'link', 'none', ?, ?, ?, ?, ?)",
+                         (uid, f"{k:064x}", "active" if k == 9 else "superseded", now, now + 86400,
+                          None if k == 9 else now))
         conn.execute("COMMIT")
     finally:
         conn.close()
-    throttled = c.account(n - 2)
-    c.expect(c.run_process(c.b24(db, "token", "issue", throttled["login"], "--via", "none"), cwd=db.parent),
-             "token issue (throttled account)")
     return {"blocked": blocked["email"], "throttled": throttled["email"], "social-only": "social.only",
             "unknown": "nobody.at.all@example.com"}
 
