@@ -165,6 +165,11 @@ def accept_request(ctx: Ctx, identifier: str) -> tuple[dict, list[int]]:
     """`token request`: the portal's form. The same answer whatever happened; the reason is
     audited. Returns the answer and the messages still to deliver (the caller delivers them
     after answering, so the answer's time does not tell whether one was queued)."""
+    # What sending needs, loaded in every case: the key (a missing key file then fails every
+    # request alike) and the message catalogue, so no case does less work than another.
+    ctx.key()
+    from ..messages import pick_lang  # noqa: F401
+
     try:
         identifier = ids.clean_text(identifier, "the identifier", max_len=320, allow_empty=False)
     except B24Error:
