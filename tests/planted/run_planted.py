@@ -10,6 +10,7 @@ touched.
     .venv/bin/python tests/planted/run_planted.py --only consume   # by name (several allowed)
     .venv/bin/python tests/planted/run_planted.py --list
     .venv/bin/python tests/planted/run_planted.py --repeat 10      # race bugs: 10 runs each
+    .venv/bin/python tests/planted/run_planted.py --slow           # also the two slow ones
 
 Exit 0 when every bug was caught (in every run, for the race bugs), 1 otherwise.
 """
@@ -38,6 +39,7 @@ class Bug:
     tests: list[str]   # pytest arguments, relative to the project root
     what: str
     race: bool = False  # caught only under concurrency: run --repeat times
+    slow: bool = False  # waits out a 60 s gateway timeout: only with --slow
 
 
 BUGS = [
@@ -123,6 +125,16 @@ BUGS = [
         "f\"Send a control string to set the first password: b24recover token issue {name} --via email\"",
         ["tests/test_diagnose_agrees.py"],
         "diagnose advises --via email for an account without email"),
+    Bug("request-delivers-inline", "cli/portal.py",
+        "    if sctx.detach:\n        outbox.deliver_detached(sctx, messages)\n",
+        "    if sctx.detach:\n        [outbox.deliver(sctx, m) for m in messages]\n",
+        ["tests/test_enumeration.py::test_token_request_answers_before_delivery_and_delivery_follows"],
+        "token request delivers before it answers", slow=True),
+    Bug("fork-with-open-connection", "services/outbox.py",
+        "    ctx.store.close()  # the caller needs the store no more; see above\n",
+        "",
+        ["tests/test_enumeration.py::test_token_request_answers_before_delivery_and_delivery_follows"],
+        "the detached deliverer inherits the caller's open SQLite connection", slow=True),
 ]
 
 
@@ -173,8 +185,9 @@ def main() -> int:
     p.add_argument("--only", nargs="*", default=[], help="bug names to plant (default: all)")
     p.add_argument("--repeat", type=int, default=3, help="runs for bugs only a race can reveal (default 3)")
     p.add_argument("--list", action="store_true", help="list the bugs and exit")
+    p.add_argument("--slow", action="store_true", help="also the bugs that take a minute each to show")
     args = p.parse_args()
-    bugs = [b for b in BUGS if not args.only or b.name in args.only]
+    bugs = [b for b in BUGS if (b.name in args.only if args.only else args.slow or not b.slow)]
     if args.list or not bugs:
         for b in BUGS:
             print(f"{b.name:28} {b.file:22} {b.what}")
