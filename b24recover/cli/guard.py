@@ -17,6 +17,7 @@ class Globals:
     config: str | None
     actor: str | None
     clock: object = None  # tests inject a FixedClock here
+    detach: bool = False  # a command-line process (not a library caller) may deliver in a detached step
 
 
 def make_ctx(g: Globals, *, store: bool = True):
@@ -39,7 +40,8 @@ def make_ctx(g: Globals, *, store: bool = True):
             except B24Error:
                 opened.close()
                 raise
-    return Ctx(store=opened, settings=settings, clock=g.clock or SystemClock(), actor=default_actor(settings, g.actor))
+    return Ctx(store=opened, settings=settings, clock=g.clock or SystemClock(), actor=default_actor(settings, g.actor),
+               detach=g.detach)
 
 
 def check_arguments(values) -> None:
