@@ -143,11 +143,12 @@ def deliver(ctx: Ctx, message_id: int) -> dict:
     with store.write() as conn:
         msg = outbox_store.by_id(conn, message_id)
         if msg is None:
-            return {"status": "gone", "recipient": None, "error": None}
+            return {"status": "gone", "recipient": None, "error": None, "claimed": False}
         host = urlsplit(ctx.settings.portal_url).hostname or "localhost"
         if not outbox_store.claim(conn, message_id, owner=owner, now=ctx.now(),
                                   lease=lease_seconds(ctx, msg["channel"]), host=host):
-            return {"status": msg["status"], "recipient": msg["recipient"], "error": msg["error"]}
+            # Another sender holds it or already finished it: its state as of now, not our doing.
+            return {"status": msg["status"], "recipient": msg["recipient"], "error": msg["error"], "claimed": False}
     msg = outbox_store.by_id(store.conn, message_id)
     login = json.loads(msg["params"]).get("login")
     try:
@@ -189,7 +190,8 @@ def send_pending(ctx: Ctx, progress=None) -> dict:
     ids = outbox_store.pending_ids(ctx.store.conn, ctx.now())
     for message_id in ids:
         result = deliver(ctx, message_id)
-        counts[result["status"] if result["status"] in counts else "skipped"] += 1
+        done_here = result.get("claimed", True) and result["status"] in counts
+        counts[result["status"] if done_here else "skipped"] += 1
         if progress:
             progress()
     counts["total"] = len(ids)

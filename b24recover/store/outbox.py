@@ -27,13 +27,14 @@ def claim(conn, message_id: int, *, owner: str, now: int, lease: int, host: str)
 
     Exclusive: a message another sender holds is not taken until its lease has ended (that sender
     crashed or overran). The Message-ID is fixed by the first claim, from the row id and the
-    store's identity, so every retry of the message carries the same one.
+    store's identity (64 random bits are plenty and keep the header on one line), so every retry
+    of the message carries the same one.
     """
     cur = conn.execute(
         "UPDATE outbox SET status = 'sending', lease_owner = :owner, lease_until = :until,"
         " attempts = attempts + 1, last_attempt_at = :now,"
         " message_id = coalesce(message_id, 'b24recover.' || id || '.'"
-        "   || (SELECT uid FROM store_identity WHERE id = 1) || '@' || :host)"
+        "   || (SELECT substr(uid, 1, 16) FROM store_identity WHERE id = 1) || '@' || :host)"
         f" WHERE id = :id AND {CLAIMABLE}",
         {"owner": owner, "until": now + lease, "now": now, "host": host, "id": message_id},
     )
