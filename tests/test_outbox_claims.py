@@ -289,3 +289,21 @@ def test_upgrade_keeps_messages_and_gives_them_ids(tmp_path, monkeypatch):
         with pytest.raises(sqlite3.IntegrityError):  # 'sending' always has its lease, and only it
             conn.execute("UPDATE outbox SET status = 'sending', lease_owner = NULL WHERE id = 1")
     assert len(new.scalar("SELECT uid FROM store_identity")) == 32
+
+
+def test_only_the_current_claimant_marks(store, tmp_path, db_path, config_path, clock):
+    # A sender that overran its lease answers late, while a second sender holds the message.
+    make_messages(store, tmp_path, config_path, 1)
+    (msg,) = rows(db_path)
+    now = clock.now()
+    with sqlite3.connect(db_path, isolation_level=None) as conn:
+        assert outbox_store.claim(conn, msg["id"], owner="1.slow", now=now, lease=120, host="h")
+        assert outbox_store.claim(conn, msg["id"], owner="2.next", now=now + 120, lease=120, host="h")
+        assert not outbox_store.mark_sent(conn, msg["id"], "1.slow", now + 130)
+        assert not outbox_store.mark_failed(conn, msg["id"], "1.slow", "late")
+        assert not outbox_store.cancel(conn, msg["id"], "1.slow", "late")
+        (row,) = rows(db_path)
+        assert (row["status"], row["lease_owner"], row["lease_until"]) == ("sending", "2.next", now + 240)
+        assert outbox_store.mark_sent(conn, msg["id"], "2.next", now + 131)
+    (row,) = rows(db_path)
+    assert (row["status"], row["sent_at"], row["lease_owner"], row["sealed"]) == ("sent", now + 131, None, None)
