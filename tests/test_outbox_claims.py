@@ -161,23 +161,36 @@ def test_a_dead_claimants_message_waits_for_its_lease(store, tmp_path, db_path, 
     assert rows(db_path)[0]["status"] == "sent"
 
 
-class KillAtQuit(Recorder):
-    """Accepts the message (250 to DATA), then kills the sender when it says QUIT: the server
-    has the message, the sender never recorded it."""
+class KillBeforeMark(Recorder):
+    """Accepts the message (250 to DATA) while holding the store's write lock, so the sender
+    cannot record the delivery; kills the sender, then lets the lock go. The server has the
+    message, the store never hears of it."""
 
-    victim: int | None = None
+    def __init__(self, db_path):
+        super().__init__()
+        self.db_path, self.victim = db_path, None
 
-    async def handle_QUIT(self, server, session, envelope):
+    async def handle_DATA(self, server, session, envelope):
+        await super().handle_DATA(server, session, envelope)
         if self.victim is not None:
-            os.kill(self.victim, signal.SIGKILL)
+            lock = sqlite3.connect(self.db_path, isolation_level=None)
+            lock.execute("BEGIN IMMEDIATE")
+            asyncio.get_running_loop().create_task(self._kill_then_unlock(lock, self.victim))
             self.victim = None
-        return "221 Bye"
+        return "250 2.0.0 Ok"
+
+    async def _kill_then_unlock(self, lock, pid: int) -> None:
+        await asyncio.sleep(0.3)  # the sender reads the 250 and waits for the lock to record it
+        os.kill(pid, signal.SIGKILL)
+        await asyncio.sleep(0.1)
+        lock.rollback()
+        lock.close()
 
 
 def test_kill_between_acceptance_and_mark_repeats_that_message_once_with_its_id(store, tmp_path, db_path,
                                                                                 config_path, clock, proc):
     make_messages(store, tmp_path, config_path, 3)
-    handler = KillAtQuit()
+    handler = KillBeforeMark(db_path)
     with smtp_server(handler) as server:
         write_config(config_path, server.port)
         (sender,) = run_senders(db_path, config_path, 1)
@@ -307,3 +320,21 @@ def test_only_the_current_claimant_marks(store, tmp_path, db_path, config_path, 
         assert outbox_store.mark_sent(conn, msg["id"], "2.next", now + 131)
     (row,) = rows(db_path)
     assert (row["status"], row["sent_at"], row["lease_owner"], row["sealed"]) == ("sent", now + 131, None, None)
+
+
+def test_diagnose_and_list_show_a_claimed_message(store, tmp_path, db_path, config_path, clock, monkeypatch):
+    make_messages(store, tmp_path, config_path, 1)
+    (msg,) = rows(db_path)
+    with sqlite3.connect(db_path, isolation_level=None) as conn:
+        assert outbox_store.claim(conn, msg["id"], owner="4242.dead", now=clock.now(), lease=120, host="h")
+    findings = store("diagnose", "user000", "--json").json["findings"]
+    (delivery,) = [f for f in findings if f["code"].startswith("delivery_")]
+    assert delivery["code"] == "delivery_queued" and "being sent" in delivery["message"]
+    monkeypatch.setattr("b24recover.cli.render.is_tty", lambda stream=None: False)
+    table = store("outbox", "list").stdout.splitlines()
+    assert "sending (lease to " in table[1]
+    clock.advance(120)
+    assert "sending (lease ended " in store("outbox", "list").stdout.splitlines()[1]
+    assert store("outbox", "list", "--status", "failed", "--json").json["messages"] == []
+    bad = store("outbox", "list", "--status", "lost", "--json")
+    assert bad.exit_code == 2

@@ -117,13 +117,13 @@ def _render(ctx: Ctx, conn, msg) -> tuple[object, str | None]:
     return render(msg["template"], msg["lang"], params), None
 
 
-def _transmit(ctx: Ctx, msg, rendered) -> None:
+def _transmit(ctx: Ctx, msg, rendered, accepted) -> None:
     if msg["channel"] == "email":
         from ..delivery.mail import build_email, send_email
 
         email = build_email(sender=ctx.settings.sender, recipient=msg["recipient"], subject=rendered.subject,
                             body=rendered.body, lang=msg["lang"], message_id=msg["message_id"])
-        send_email(ctx.settings, email)
+        send_email(ctx.settings, email, accepted)
     else:
         from ..delivery.sms import send_sms
 
@@ -161,9 +161,22 @@ def deliver(ctx: Ctx, message_id: int) -> dict:
         with store.write() as conn:
             outbox_store.cancel(conn, message_id, owner, cancel_reason)
         return {"status": "cancelled", "recipient": msg["recipient"], "error": cancel_reason}
+    marked: list[bool] = []
+
+    def record_sent() -> None:
+        with store.write() as conn:
+            marked.append(True)
+            if not outbox_store.mark_sent(conn, message_id, owner, ctx.now()):
+                # The lease ran out mid-send and another sender took the message: it may arrive
+                # twice, with the same Message-ID. Recorded so an operator can tell.
+                ctx.audit(conn, "outbox.lease_lost", login, message=message_id, channel=msg["channel"],
+                          recipient=msg["recipient"], message_id=msg["message_id"])
+
     try:
-        _transmit(ctx, msg, rendered)
+        _transmit(ctx, msg, rendered, record_sent)
     except DeliveryError as exc:
+        if marked:  # accepted and recorded; only the goodbye failed
+            return {"status": "sent", "recipient": msg["recipient"], "error": None}
         error = str(exc) or type(exc).__name__
         with store.write() as conn:
             # Revoked or superseded while it was being sent: never retry a dead secret.
@@ -175,12 +188,8 @@ def deliver(ctx: Ctx, message_id: int) -> dict:
             ctx.audit(conn, "outbox.failed", login, message=message_id, channel=msg["channel"],
                       recipient=msg["recipient"], error=error)
         return {"status": "cancelled" if dead else "failed", "recipient": msg["recipient"], "error": error}
-    with store.write() as conn:
-        if not outbox_store.mark_sent(conn, message_id, owner, ctx.now()):
-            # The lease ran out mid-send and another sender took the message: it may arrive
-            # twice, with the same Message-ID. Recorded so an operator can tell.
-            ctx.audit(conn, "outbox.lease_lost", login, message=message_id, channel=msg["channel"],
-                      recipient=msg["recipient"], message_id=msg["message_id"])
+    if not marked:  # transports with nothing after acceptance (files, SMS) are recorded here
+        record_sent()
     return {"status": "sent", "recipient": msg["recipient"], "error": None}
 
 
