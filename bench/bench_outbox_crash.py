@@ -60,9 +60,11 @@ def prepare(folder: Path, n: int) -> Path:
     c.build_store(db, n)
     logins = folder / "logins.txt"
     logins.write_text("".join(c.account(i)["login"] + "\n" for i in range(n)), encoding="utf-8")
-    cfg = config(folder, free_port())
-    run = c.run_process(c.b24(db, "--config", str(cfg), "bulk", "reset", str(logins), "--mode", "control-string"),
-                        cwd=folder)
+    with socket.socket() as dead:  # bound, not listening: refuses, and no other process can take it
+        dead.bind(("127.0.0.1", 0))
+        cfg = config(folder, dead.getsockname()[1])
+        run = c.run_process(c.b24(db, "--config", str(cfg), "bulk", "reset", str(logins), "--mode",
+                                  "control-string"), cwd=folder)
     c.expect(run, "bulk reset to a dead port", code=9)
     return db
 
@@ -105,14 +107,23 @@ def one_run(n: int, kill: bool, rng: random.Random, log) -> dict:
             seconds = time.perf_counter() - t0
         finally:
             controller.stop()
-        counts = Counter(handler.ids)
+        with sqlite3.connect(db) as conn:
+            (uid,) = conn.execute("SELECT substr(uid, 1, 16) FROM store_identity").fetchone()
+        # Other processes on the machine may pick our port for a test of their own: not ours.
+        foreign = [i for i in handler.ids if f".{uid}@" not in i]
+        counts = Counter(i for i in handler.ids if f".{uid}@" in i)
         with sqlite3.connect(db) as conn:
             stored = {f"<{m}>" for (m,) in conn.execute("SELECT message_id FROM outbox WHERE status = 'sent'")}
+            states = dict(conn.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall())
+            odd = [dict(zip(("id", "status", "error", "attempts", "message_id"), r)) for r in conn.execute(
+                "SELECT id, status, error, attempts, message_id FROM outbox WHERE status <> 'sent'")]
         twice = sum(1 for v in counts.values() if v == 2)
         more = sum(1 for v in counts.values() if v > 2)
         result = {"messages": n, "kills": kills, "starts": starts, "leases_ended": leases_ended,
-                  "deliveries": len(handler.ids), "distinct": len(counts), "twice": twice, "more_than_twice": more,
-                  "all_delivered": set(counts) == stored and len(stored) == n, "seconds": round(seconds, 2)}
+                  "deliveries": sum(counts.values()), "foreign": len(foreign), "distinct": len(counts), "twice": twice, "more_than_twice": more,
+                  "all_delivered": set(counts) == stored and len(stored) == n, "seconds": round(seconds, 2),
+                  "states": states, "not_sent": odd, "delivered_not_recorded": sorted(set(counts) - stored),
+                  "recorded_not_delivered": sorted(stored - set(counts))}
         log(f"  {'kill' if kill else 'baseline'}: {result}")
         return result
 

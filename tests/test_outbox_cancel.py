@@ -15,6 +15,7 @@ from smtp_server import Recorder, smtp_server
 from b24recover.clock import FixedClock
 from b24recover.store import outbox as outbox_store
 from conftest import ROOT, add_user
+from test_outbox_claims import dead_port
 
 
 @pytest.fixture
@@ -55,10 +56,9 @@ class RevokeDuringData(Recorder):
 
 def issue_failed_link(store, config_path) -> None:
     add_user(store, "anna", "--email", "anna@example.com")
-    with smtp_server(Recorder()) as down:
-        port = down.port
-    smtp_config(config_path, port)  # nobody listens there any more
-    assert store("token", "issue", "anna", "--via", "email").exit_code == 9
+    with dead_port() as port:
+        smtp_config(config_path, port)
+        assert store("token", "issue", "anna", "--via", "email").exit_code == 9
 
 
 def test_revoked_while_being_sent_and_accepted_is_sent_once(store, db_path, config_path):

@@ -9,15 +9,17 @@ import email.policy
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 
 import pytest
-from smtp_server import Recorder, free_port, smtp_server
+from smtp_server import Recorder, smtp_server
 
 from b24recover.clock import FixedClock
 from b24recover.services import outbox as outbox_service
@@ -47,8 +49,17 @@ def make_messages(store, tmp_path, config_path, n: int) -> None:
     (tmp_path / "users.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     assert store("user", "import", str(tmp_path / "users.csv")).exit_code == 0
     (tmp_path / "logins.txt").write_text("\n".join(f"user{i:03d}" for i in range(n)) + "\n", encoding="utf-8")
-    write_config(config_path, free_port(), "3s")
-    store("bulk", "reset", str(tmp_path / "logins.txt"), "--mode", "control-string", "--json")
+    with dead_port() as port:
+        write_config(config_path, port, "3s")
+        store("bulk", "reset", str(tmp_path / "logins.txt"), "--mode", "control-string", "--json")
+
+
+@contextmanager
+def dead_port():
+    """A port that refuses connections and that no other process can take meanwhile: bound, not listening."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
 
 
 def rows(db_path) -> list[sqlite3.Row]:
