@@ -349,3 +349,17 @@ def test_diagnose_and_list_show_a_claimed_message(store, tmp_path, db_path, conf
     assert store("outbox", "list", "--status", "failed", "--json").json["messages"] == []
     bad = store("outbox", "list", "--status", "lost", "--json")
     assert bad.exit_code == 2
+
+
+def test_purge_keeps_the_control_string_of_a_message_being_sent(store, tmp_path, db_path, config_path, clock):
+    make_messages(store, tmp_path, config_path, 1)
+    (msg,) = rows(db_path)
+    with sqlite3.connect(db_path, isolation_level=None) as conn:
+        assert outbox_store.claim(conn, msg["id"], owner="4242.dead", now=clock.now(), lease=120, host="h")
+    assert store("token", "revoke", "user000").exit_code == 0  # ends the control string; the message stays
+    clock.advance(40 * 86400)
+    r = store("audit", "tokens", "--purge", "--json")
+    assert r.exit_code == 0 and r.json["held"] == 1
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("SELECT count(*) FROM control_strings").fetchone() == (1,)
+    assert rows(db_path)[0]["status"] == "sending"
