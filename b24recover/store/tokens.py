@@ -12,7 +12,12 @@ def active(conn, user_id: int):
 def _end_active(conn, user_id: int, now: int, state: str, reason: str, message_note: str) -> int:
     """End the account's active control string; its undelivered message would carry a dead secret,
     so it is cancelled (and its seal erased); an address awaiting confirmation by it can no
-    longer be confirmed, so it is no longer pending. Returns how many control strings ended."""
+    longer be confirmed, so it is no longer pending. Returns how many control strings ended.
+
+    A message being sent right now ('sending') is left to its claimant, which alone may record
+    the result: it was already on its way (cancelling it here would not stop it, and would let a
+    second sender repeat it). If that attempt fails, the claimant sees the control string ended
+    and cancels the message instead of leaving it to retry."""
     ending = active(conn, user_id)
     cur = conn.execute(
         "UPDATE control_strings SET state = ?, end_reason = ?, ended_at = ? WHERE user_id = ? AND state = 'active'",
