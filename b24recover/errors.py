@@ -72,7 +72,7 @@ ERROR_CODES: dict[str, tuple[ExitCode, str]] = {
     "store_corrupt": (ExitCode.STORE, "Restore the store from a backup (see docs/operations.md)."),
     "delivery_failed": (ExitCode.DELIVERY, "The message stays in the outbox; retry with: b24recover outbox send."),
     "check_found": (ExitCode.CHECK_FOUND, ""),
-    "config_invalid": (ExitCode.INVALID, "Fix the configuration file (see examples/b24recover.toml)."),
+    "config_invalid": (ExitCode.INVALID, "Fix the configuration file; every key and its default: b24recover config show --defaults."),
     "key_missing": (ExitCode.STORE, "Restore the key file beside the store, or set B24RECOVER_SECRET."),
 }
 

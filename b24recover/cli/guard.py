@@ -17,6 +17,7 @@ class Globals:
     config: str | None
     actor: str | None
     clock: object = None  # tests inject a FixedClock here
+    db_source: str | None = None  # how --db was given, for `config show`
 
 
 def make_ctx(g: Globals, *, store: bool = True):

@@ -9,14 +9,18 @@ import sys
 from . import render
 
 
-def lookup_body(sctx, query: str, by: str, as_json: bool) -> None:
-    from ..services.lookup import lookup
+LOOKUP_LIMIT = 50
 
-    matches = lookup(sctx, query, by)
-    if as_json:
-        render.emit_json({"matches": matches})
-    else:
-        render.table(render.ACCOUNT_COLUMNS, matches)
+
+def lookup_body(sctx, query: str, by: str, as_json: bool, limit: int = LOOKUP_LIMIT, fmt: str | None = None,
+                headers: bool = True) -> None:
+    from ..services.lookup import lookup
+    from . import listing
+
+    listing.check(limit, fmt)
+    matches = lookup(sctx, query, by, limit)
+    listing.emit("matches", render.ACCOUNT_COLUMNS, matches, limit=limit, fmt=fmt, as_json=as_json,
+                 headers=headers, what="matches")
 
 
 def request_body(sctx, identifier: str, as_json: bool) -> None:
@@ -26,7 +30,7 @@ def request_body(sctx, identifier: str, as_json: bool) -> None:
     if as_json:
         render.emit_json(result)
     else:
-        sys.stdout.write(result["message"] + "\n")
+        render.line(result["message"])
 
 
 def redeem_body(make_ctx, login: str, *, control_string_stdin: bool, password_stdin: bool,

@@ -36,8 +36,12 @@ def import_users(
     a hash or social identity gets no password and recovers through a control string.
     Bad rows are reported by line number; the good rows are kept; exit 5 if any row was bad.
 
-    Examples: b24recover user import users.csv; b24recover user import b_user.csv --dry-run;
-    gunzip -c users.jsonl.gz | b24recover user import - --format jsonl --on-conflict skip
+    Examples:
+
+    \b
+      b24recover user import examples/users.csv --on-conflict skip
+      b24recover user import examples/b_user.csv --format bitrix --dry-run
+      gzip -c examples/users.csv | gunzip -c | b24recover user import - --on-conflict skip
     """
     from ..errors import B24Error
     from ..services.importer import CONFLICT_MODES, FORMATS, run_import
@@ -62,7 +66,8 @@ def import_users(
     if result.bad_count:
         raise B24Error("invalid_input", f"{result.bad_count} row(s) were not imported (listed by line); "
                        "the other rows were " + ("checked" if dry_run else "kept"),
-                       hint="Correct the bad rows and import the file again with --on-conflict skip.")
+                       hint="Correct the bad rows and import the file again with --on-conflict skip "
+                            "(rows already imported are skipped).")
 
 
 def _stdin():
@@ -115,7 +120,12 @@ class _progress:
 
 def _summary(result, file: str) -> None:
     source = "standard input" if file == "-" else file
-    head = "Dry run, nothing was written" if result.dry_run else "Imported"
+    if result.dry_run:
+        head = "Dry run, nothing was written"
+    elif result.added or result.updated:
+        head = "Imported"
+    else:
+        head = "Nothing imported"
     render.info(f"{head}: {source} ({result.format}): read {result.read}, added {result.added}, "
                 f"updated {result.updated}, unchanged {result.unchanged}, skipped {result.skipped}, "
                 f"bad {result.bad_count}.")

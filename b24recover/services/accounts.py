@@ -207,10 +207,18 @@ def set_blocked(ctx: Ctx, login: str, blocked: bool) -> dict:
         return account_view(conn, user_store.by_id(conn, row["id"]))
 
 
-def list_users(ctx: Ctx, *, social_only: bool = False, blocked: bool = False, must_change: bool = False):
+def list_users(ctx: Ctx, *, social_only: bool = False, blocked: bool = False, must_change: bool = False,
+               limit: int | None = None):
+    """Accounts by login; with `limit`, one more than asked so the caller can tell it was cut."""
     conn = ctx.store.conn
-    for row in user_store.listing(conn, social_only=social_only, blocked=blocked, must_change=must_change):
+    rows = user_store.listing(conn, social_only=social_only, blocked=blocked, must_change=must_change,
+                              limit=limit + 1 if limit else None)
+    for row in rows:
         yield account_view(conn, row)
+
+
+def count_users(ctx: Ctx, *, social_only: bool = False, blocked: bool = False, must_change: bool = False) -> int:
+    return user_store.count_listing(ctx.store.conn, social_only=social_only, blocked=blocked, must_change=must_change)
 
 
 def show_user(ctx: Ctx, login: str) -> dict:
