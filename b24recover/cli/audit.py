@@ -98,14 +98,14 @@ def _token_summary(report: dict, purge: bool) -> None:
     if purge and not report["dry_run"]:
         done = report["purged_by_state"]
         parts = ", ".join(f"{state} {n}" for state, n in done.items() if n) or "nothing was stale"
-        typer.echo(f"Purged {report['purged']} control string(s) older than {report['older_than']} "
+        render.line(f"Purged {report['purged']} control string(s) older than {report['older_than']} "
                    f"({parts}) in {report['batches']} batch(es), {report.get('seconds', 0):.1f} s.")
     else:
         title = "Would purge" if purge else "Stale control strings"
         render.fields([*stale.items(), ("total", report["total"])],
                       title=f"{title} (ended or expired before {report['cutoff']}, older than {report['older_than']}):")
     if report["held"]:
-        typer.echo(f"{report['held']} more are kept while a message carrying them is not delivered yet "
+        render.line(f"{report['held']} more are kept while a message carrying them is not delivered yet "
                    "(b24recover outbox list --status failed).")
 
 
@@ -146,7 +146,7 @@ def log(
             render.emit_json(result)
         elif result["verified"] and (render.is_tty() or verbose):
             head = result["head"]
-            typer.echo(f"The audit trail is intact: {result['events']} event(s)"
+            render.line(f"The audit trail is intact: {result['events']} event(s)"
                        + (f", the newest #{head['id']} with hash {head['hash']}." if head else "."))
         svc.check_chain(result)
         return

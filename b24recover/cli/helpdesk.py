@@ -66,6 +66,6 @@ def diagnose(
     if as_json:
         render.emit_json(result)
         return
-    typer.echo(f"{result['login']}:")
+    render.line(f"{result['login']}:")
     for number, f in enumerate(result["findings"], start=1):
-        typer.echo(f"{number}. [{f['code']}] {f['message']}\n   -> {f['action']}")
+        render.line(f"{number}. [{f['code']}] {f['message']}\n   -> {f['action']}")

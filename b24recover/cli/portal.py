@@ -43,6 +43,7 @@ def redeem_body(make_ctx, login: str, *, control_string_stdin: bool, password_st
     if password_stdin and password_env:
         raise B24Error("usage", "--password-stdin and --password-env exclude each other")
     secrets = SecretInput(stdin=control_string_stdin or password_stdin, env=password_env, as_json=as_json)
+    sctx = None
     if control_string_stdin:
         secret = secrets.line(0, "the control string")
     else:
@@ -52,8 +53,13 @@ def redeem_body(make_ctx, login: str, *, control_string_stdin: bool, password_st
     elif password_env:
         password = secrets.from_env("the new password")
     else:
-        password = secrets.prompt_new_password()
-    result = redeem(make_ctx(), login, secret, password)
+        from ..services.tokens import check
+        from .users import policy_check
+
+        sctx = make_ctx()
+        check(sctx, login, secret)  # its state first (not using it): no password typed for a dead link
+        password = secrets.prompt_new_password(policy_check(sctx))
+    result = redeem(sctx or make_ctx(), login, secret, password)
     if as_json:
         render.emit_json(result)
     else:

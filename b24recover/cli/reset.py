@@ -10,7 +10,7 @@ import typer
 from ..errors import B24Error
 from . import render
 from .runtime import SecretInput, handle_errors, service_ctx
-from .users import read_new_password
+from .users import policy_check, read_new_password
 
 bulk_app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None)
 
@@ -61,13 +61,14 @@ def reset(
     sctx = service_ctx(ctx)
     password = None
     if not generate:
-        password = read_new_password(SecretInput(stdin=password_stdin, env=password_env, as_json=as_json))
+        password = read_new_password(SecretInput(stdin=password_stdin, env=password_env, as_json=as_json),
+                                     policy_check(sctx, login))
     result = do_reset(sctx, login, password, generate=generate, temporary=temporary, notify=not no_notify,
                       reason=reason)
     if as_json:
         render.emit_json(result)
     elif generate:
-        typer.echo(result["password"])
+        render.line(result["password"])
         render.info(f"New password of {result['login']} set; it is shown only this once."
                     + (" It must be changed at the next sign-in." if temporary else "")
                     + _notice_line(result["notice"]))
@@ -109,13 +110,17 @@ def passwd(
         secrets = SecretInput(stdin=True, as_json=as_json)
         current = secrets.line(0, "the current password")
         new = secrets.line(1, "the new password")
-    else:
+    sctx = service_ctx(ctx)
+    if not password_stdin:
         if current_password_env:
             current = SecretInput(env=current_password_env).from_env("the current password")
         else:
+            from ..services.admin import verify_current
+
             current = SecretInput(as_json=as_json).prompt("Current password")
-        new = read_new_password(SecretInput(env=password_env, as_json=as_json))
-    result = do_passwd(service_ctx(ctx), login, current, new)
+            verify_current(sctx, login, current)  # before asking for the new one (counted when wrong)
+        new = read_new_password(SecretInput(env=password_env, as_json=as_json), policy_check(sctx, login))
+    result = do_passwd(sctx, login, current, new)
     if as_json:
         render.emit_json(result)
     else:
@@ -154,16 +159,16 @@ class _Bar:
 
 
 def _summary_text(result: dict, out: str | None) -> None:
-    typer.echo(f"{result['mode']}: {result['done']} done, {len(result['skipped'])} skipped, "
+    render.line(f"{result['mode']}: {result['done']} done, {len(result['skipped'])} skipped, "
                 f"{len(result['failed'])} failed (of {result['total']} rows; job {result['job']}"
                 f"{', resumed' if result['resumed'] else ''}).")
     for item in result["skipped"]:
-        typer.echo(f"  skipped {item['login']}: {item['reason']}")
+        render.line(f"  skipped {item['login']}: {item['reason']}")
     for item in result["failed"]:
-        typer.echo(f"  failed  {item['login']}: {item['code']}: {item['reason']}")
+        render.line(f"  failed  {item['login']}: {item['code']}: {item['reason']}")
     sent = result.get("notices", {})
     if sent.get("sent") or sent.get("failed"):
-        typer.echo(f"  notices: {sent['sent']} sent, {sent['failed']} failed"
+        render.line(f"  notices: {sent['sent']} sent, {sent['failed']} failed"
                    + (" (they stay in the outbox: b24recover outbox send)" if sent["failed"] else ""))
     if out and result["resumed"]:
         render.info(f"Resumed: in {out} the last line for a login is the password in force.")

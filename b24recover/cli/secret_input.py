@@ -9,6 +9,7 @@ import sys
 from ..errors import B24Error
 
 MAX_SECRET_LINE = 4096
+TRIES = 3  # a new password is asked again after a mismatch or a policy refusal, up to this often
 
 
 class SecretInput:
@@ -52,14 +53,39 @@ class SecretInput:
 
     def prompt(self, text: str) -> str:
         if not self.can_prompt():
+            if self.as_json and sys.stdin is not None and sys.stdin.isatty():
+                raise B24Error("input_required", f"{text} is needed and --json never prompts",
+                               hint=f"Give it on standard input or through --password-env VAR, or run without --json.")
             raise B24Error("input_required", f"{text} is needed and there is no terminal to ask on")
-        import typer
+        import getpass
 
-        return typer.prompt(text, hide_input=True, default="", show_default=False)
+        try:
+            return getpass.getpass(f"{text}: ")
+        except EOFError:  # Ctrl-D: nothing was typed
+            sys.stderr.write("\n")
+            raise B24Error("input_required", f"no input: {text} was not given (end of input at the prompt)",
+                           hint="Type it at the prompt, or give it on standard input.") from None
 
-    def prompt_new_password(self) -> str:
-        first = self.prompt("New password")
-        second = self.prompt("Repeat the new password")
-        if first != second:
-            raise B24Error("password_mismatch", "the two passwords differ")
-        return first
+    def prompt_new_password(self, check=None) -> str:
+        """Ask twice; after a policy refusal (`check` raises password_policy, before the
+        confirmation) or a mismatch, ask again, up to TRIES times in all."""
+        from . import render
+
+        for attempt in range(1, TRIES + 1):
+            first = self.prompt("New password")
+            last = attempt == TRIES
+            if check is not None:
+                try:
+                    check(first)
+                except B24Error as exc:
+                    if exc.code != "password_policy" or last:
+                        raise
+                    render.info(f"{exc.message}. Try again ({TRIES - attempt} more).")
+                    continue
+            second = self.prompt("Repeat the new password")
+            if first == second:
+                return first
+            if last:
+                raise B24Error("password_mismatch", "the two passwords differ")
+            render.info(f"The two passwords differ. Try again ({TRIES - attempt} more).")
+        raise AssertionError("unreachable")

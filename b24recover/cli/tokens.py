@@ -82,7 +82,7 @@ def issue(
             import segno
 
             segno.make(issued.link, error="m").terminal(compact=True)
-        typer.echo(issued.link)
+        render.line(issued.link)
         render.info(f"Control string {view['id']} for {view['login']} valid until {view['expires_at']}. "
                     "It is shown only this once.")
     else:
@@ -151,12 +151,12 @@ def check(
             if as_json:
                 render.emit_json(view)
             else:
-                typer.echo(f"{view['id']}\t{view['state']}")
+                render.line(f"{view['id']}\t{view['state']}")
         raise
     if as_json:
         render.emit_json(view)
     else:
-        typer.echo(f"{view['id']}\t{view['state']}\tvalid until {view['expires_at']}")
+        render.line(f"{view['id']}\t{view['state']}\tvalid until {view['expires_at']}")
 
 
 @app.command("revoke")

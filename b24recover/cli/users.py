@@ -15,12 +15,31 @@ JSON = typer.Option(False, "--json", help="Print JSON.")
 LIST_LIMIT = 1000
 
 
-def read_new_password(secrets: SecretInput) -> str:
+def read_new_password(secrets: SecretInput, check=None) -> str:
+    """From stdin, the environment, or a prompt that checks the policy (`check`) before the confirmation."""
     if secrets.stdin:
         return secrets.line(0, "the new password")
     if secrets.env:
         return secrets.from_env("the new password")
-    return secrets.prompt_new_password()
+    return secrets.prompt_new_password(check)
+
+
+def policy_check(sctx, existing: str | None = None, **account):
+    """A check for prompt_new_password: an existing account's (its details and history), or the
+    given details of a new one, or (neither) the policy alone."""
+    def check(password: str) -> None:
+        from ..errors import B24Error
+        from ..services.policy import check as check_password, enforce
+
+        if existing is None:
+            enforce(sctx.settings.policy, password, **account)
+            return
+        found = check_password(sctx, password, existing)["violations"]
+        if found:
+            raise B24Error("password_policy", "the password does not meet the policy: "
+                           + "; ".join(v["message"] for v in found), violations=found)
+
+    return check
 
 
 @app.command("add")
@@ -61,7 +80,9 @@ def add(
     if not no_password:
         from ..services.credentials import prepare_password
 
-        password = read_new_password(SecretInput(stdin=password_stdin, env=password_env, as_json=as_json))
+        password = read_new_password(SecretInput(stdin=password_stdin, env=password_env, as_json=as_json),
+                                     policy_check(sctx, login=acc.login, name=acc.name, last_name=acc.last_name,
+                                                  email=acc.email))
         new = prepare_password(sctx, password, None, login=acc.login, name=acc.name,
                                last_name=acc.last_name, email=acc.email)
     view = accounts.add_user(sctx, acc, new)
