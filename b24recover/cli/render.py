@@ -211,15 +211,25 @@ def table(columns: list[tuple[str, str]], rows, title: str | None = None, *, fmt
             writer.writerow([h for _, h in columns])
         n = 0
         for row in rows:
-            writer.writerow([_formula_safe(_cell(row.get(key))) for key, _ in columns])
+            writer.writerow([_formula_safe(_csv_cell(row.get(key))) for key, _ in columns])
             n += 1
         return n
     return _aligned(columns, rows, title, headers, page)
 
 
+def _csv_cell(value) -> str:
+    """As in a table, but nothing is an empty cell (not "-")."""
+    if value is None or value == [] or value == ():
+        return ""
+    return _cell(value)
+
+
 def _formula_safe(text: str) -> str:
-    """A cell a spreadsheet would run as a formula gets a leading apostrophe (OWASP CSV injection)."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    """A cell a spreadsheet would run as a formula gets a leading apostrophe (OWASP CSV injection);
+    an E.164 phone number (+ and digits only) is a plain number to a spreadsheet and stays as it is."""
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not re.fullmatch(r"\+\d+", text):
+        return "'" + text
+    return text
 
 
 def _aligned(columns, rows, title, headers, page) -> int:
