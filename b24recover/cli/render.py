@@ -35,6 +35,8 @@ def _escape(match: re.Match) -> str:
 
 def safe(text: str, *, cell: bool = False) -> str:
     """Text with every control character shown as an escape (\\x1b, \\u202e), so it cannot act."""
+    if text.isprintable():  # the common case, checked in C: no control or format character at all
+        return text
     return (_UNSAFE_CELL if cell else _UNSAFE).sub(_escape, text)
 
 
@@ -95,6 +97,8 @@ def _cell(value) -> str:
 
 def width_of(text: str) -> int:
     """Terminal cells: wide (CJK) characters take two, combining marks none."""
+    if text.isascii():
+        return len(text)
     return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
                for c in text)
 

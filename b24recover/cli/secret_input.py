@@ -12,6 +12,20 @@ MAX_SECRET_LINE = 4096
 TRIES = 3  # a new password is asked again after a mismatch or a policy refusal, up to this often
 
 
+def _hint(what: str) -> str:
+    """Name only the options that can give this secret."""
+    what = what.lower()
+    if "control string" in what:
+        return ("Give the control string or code on standard input with --control-string-stdin "
+                "(line 1; the new password on line 2 with --password-stdin).")
+    if "password to check" in what or what == "the password":
+        return "Give the password on standard input: printf '%s\\n' \"$PW\" | b24recover policy check"
+    if "current password" in what:
+        return ("Give both passwords on standard input with --password-stdin (current on line 1, new on line 2), "
+                "or name variables with --current-password-env VAR and --password-env VAR.")
+    return "Give the password on standard input (--password-stdin) or name an environment variable (--password-env VAR)."
+
+
 class SecretInput:
     """Secrets come from stdin lines, a named environment variable, or a hidden prompt; never argv."""
 
@@ -36,7 +50,8 @@ class SecretInput:
     def line(self, index: int, what: str) -> str:
         lines = self._stdin_lines()
         if index >= len(lines) or (lines[index] == "" and index == len(lines) - 1):
-            raise B24Error("input_required", f"{what} was expected on line {index + 1} of standard input")
+            raise B24Error("input_required", f"{what} was expected on line {index + 1} of standard input",
+                           hint=_hint(what))
         value = lines[index]
         if len(value) > MAX_SECRET_LINE:
             raise B24Error("invalid_input", f"{what} is too long")
@@ -45,7 +60,8 @@ class SecretInput:
     def from_env(self, what: str) -> str:
         value = os.environ.get(self.env or "")
         if value is None:
-            raise B24Error("input_required", f"the environment variable {self.env} holding {what} is not set")
+            raise B24Error("input_required", f"the environment variable {self.env} holding {what} is not set",
+                           hint=f"Export {self.env} before running the command, or give {what} on standard input.")
         return value
 
     def can_prompt(self) -> bool:
@@ -56,7 +72,8 @@ class SecretInput:
             if self.as_json and sys.stdin is not None and sys.stdin.isatty():
                 raise B24Error("input_required", f"{text} is needed and --json never prompts",
                                hint=f"Give it on standard input or through --password-env VAR, or run without --json.")
-            raise B24Error("input_required", f"{text} is needed and there is no terminal to ask on")
+            raise B24Error("input_required", f"{text} is needed and there is no terminal to ask on",
+                           hint=_hint(text))
         import getpass
 
         try:

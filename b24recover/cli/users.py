@@ -197,6 +197,9 @@ def update(
         render.emit_json(view)
     else:
         render.account(view)
+        if view["revoked"]:
+            render.info(f"{view['revoked']} active control string(s) of {view['login']} revoked by the change "
+                        "(Bitrix behaviour): send a new one if needed.")
 
 
 def _block(ctx, login: str, blocked: bool, as_json: bool) -> None:

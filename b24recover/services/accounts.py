@@ -185,14 +185,14 @@ def update_user(ctx: Ctx, login: str, *, email: str | None = None, clear_email: 
                    phone=changes.get("phone"), owner_id=row["id"])
         actual = {k: v for k, v in changes.items() if row[k] != v}
         if not actual:
-            return account_view(conn, row)
+            return {**account_view(conn, row), "revoked": 0}
         actual["updated_at"] = ctx.now()
         user_store.update(conn, row["id"], actual)
         revoked = revoke_on_change(conn, row["id"], actual, ctx.now())
         shown = {k: v for k, v in actual.items() if k in ("email", "phone", "name", "last_name", "lang", "login")}
         ctx.audit(conn, "user.update", actual.get("login", row["login"]), changes=shown,
                   old_login=row["login"] if "login" in actual else None, revoked=revoked)
-        return account_view(conn, user_store.by_id(conn, row["id"]))
+        return {**account_view(conn, user_store.by_id(conn, row["id"])), "revoked": revoked}
 
 
 def set_blocked(ctx: Ctx, login: str, blocked: bool) -> dict:

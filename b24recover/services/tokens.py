@@ -63,7 +63,7 @@ def recipient_for(conn, user, channel: str) -> str:
         raise B24Error("pending_link", f"the {field} {pending['address']} of {user['login']} is awaiting confirmation")
     what = "social-network-only account" if user["password_hash"] is None else "account"
     raise B24Error(code, f"the {what} {user['login']} has no {field} on file",
-                   hint=f"Link one first: b24recover link {user['login']} --{field} ADDRESS")
+                   hint=f"Link one first: b24recover link {user['login']} --{field} {'ADDRESS' if field == 'email' else 'NUMBER'}")
 
 
 def create(ctx: Ctx, conn, user, *, via: str, ttl: int | None, purpose: str = "recovery",
