@@ -119,7 +119,7 @@ def _cut(text: str, width: int) -> str:
     return out + "…"
 
 
-def _terminal_size() -> tuple[int, int]:
+def terminal_size() -> tuple[int, int]:
     import shutil
 
     size = shutil.get_terminal_size((100, 24))
@@ -131,7 +131,7 @@ class _Sink:
 
     def __init__(self, page: bool):
         self.page = page and is_tty() and bool(os.environ.get("PAGER", "less -FRX").strip())
-        self.height = _terminal_size()[1]
+        self.height = terminal_size()[1]
         self.held: list[str] | None = [] if self.page else None
         self.pager = None
 
@@ -237,7 +237,7 @@ def _formula_safe(text: str) -> str:
 
 
 def _aligned(columns, rows, title, headers, page) -> int:
-    total = _terminal_size()[0]
+    total = terminal_size()[0]
     colour = colour_on()
     sink = _Sink(page)
     it = iter(rows)

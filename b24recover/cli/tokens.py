@@ -79,9 +79,7 @@ def issue(
         render.emit_json(view)
     elif issued.link:
         if via == "qr":
-            import segno
-
-            segno.make(issued.link, error="m").terminal(compact=True)
+            _draw_qr(issued.link)
         render.line(issued.link)
         render.info(f"Control string {view['id']} for {view['login']} valid until {view['expires_at']}. "
                     "It is shown only this once.")
@@ -92,6 +90,19 @@ def issue(
     delivery = view.get("delivery")
     if delivery and delivery["status"] == "failed":
         raise B24Error("delivery_failed", f"delivery to {delivery['recipient']} failed: {delivery.get('error')}")
+
+
+def _draw_qr(link: str) -> None:
+    """The QR code on a terminal wide enough for it; otherwise say why only the link is shown."""
+    from . import qr
+
+    if not render.is_tty():
+        render.info("Not a terminal: no QR code drawn; the link follows.")
+        return
+    columns = render.terminal_size()[0]
+    if not qr.draw(link, columns):
+        render.info(f"The terminal is {columns} columns wide and the QR code needs {qr.width(link)}: "
+                    "give the person the link below (or widen the window next time).")
 
 
 @app.command("list")

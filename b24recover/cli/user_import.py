@@ -25,6 +25,7 @@ def import_users(
                                          "fail (report it as bad), skip (count it as skipped) or update "
                                          "(update the account with that login)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check every row against the store; write nothing."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary unless some rows were bad (the exit code tells)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
     """Import accounts in bulk, streaming, in transactions of 5,000 rows.
@@ -68,7 +69,7 @@ def import_users(
             raw.close()
     if as_json:
         render.emit_json(result.to_json())
-    else:
+    elif not quiet or result.bad_count:
         _summary(result, file)
     if result.bad_count:
         raise B24Error("invalid_input", f"{result.bad_count} row(s) were not imported (listed by line); "
