@@ -96,10 +96,7 @@ def _draw_qr(link: str) -> None:
     """The QR code on a terminal wide enough for it; otherwise say why only the link is shown."""
     from . import qr
 
-    if not render.is_tty():
-        render.info("Not a terminal: no QR code drawn; the link follows.")
-        return
-    columns = render.terminal_size()[0]
+    columns = render.terminal_size()[0] if render.is_tty() else 10**6  # piped: drawn for whoever shows it
     if not qr.draw(link, columns):
         render.info(f"The terminal is {columns} columns wide and the QR code needs {qr.width(link)}: "
                     "give the person the link below (or widen the window next time).")
