@@ -48,3 +48,22 @@ def test_readme_stands_alone():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "../" not in readme, "README.md points outside the repository"
     assert "docs/reference.md" in readme
+
+
+def test_every_option_and_argument_has_help_and_a_plain_placeholder():
+    from typer.testing import CliRunner
+
+    def walk(group, prefix=()):
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):
+                yield from walk(command, (*prefix, name))
+            else:
+                yield (*prefix, name), command
+
+    root = typer.main.get_command(app)
+    for path, command in walk(root):
+        for param in command.params:
+            assert getattr(param, "help", None), f"{' '.join(path)}: {param.name} has no help text"
+        text = CliRunner().invoke(app, [*path, "--help"]).stdout
+        usage = text.splitlines()[0]
+        assert "{" not in usage and "<" not in usage, f"{' '.join(path)}: usage shows {usage!r}"

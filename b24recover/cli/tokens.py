@@ -172,7 +172,7 @@ def check(
 def revoke(
     ctx: typer.Context,
     login: str = typer.Argument(..., metavar="LOGIN", help="The account's login."),
-    reason: Optional[str] = typer.Option(None, "--reason", metavar="TEXT"),
+    reason: Optional[str] = typer.Option(None, "--reason", metavar="TEXT", help="Why (kept in the audit trail)."),
     as_json: bool = JSON,
 ):
     """Revoke every active control string of an account.
