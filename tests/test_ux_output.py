@@ -147,3 +147,23 @@ def test_usage_errors_are_json_with_json(store, proc, argv):
 def test_version_short_flag(proc):
     done = proc("-V")
     assert done.exit_code == 0 and done.stdout.startswith("b24recover ")
+
+
+@pytest.mark.parametrize("extra", [["--limit", "2", "--format", "csv", "--no-headers"], ["-o", "tsv"],
+                                   ["--limit", "1", "--json"], ["--limit", "x"], ["--format", "yaml", "--json"]])
+def test_lookup_listing_options_answer_the_same_with_and_without_typer(store, db_path, config_path, extra):
+    """`--db PATH` takes the typer-free fast path, `--db=PATH` goes through typer."""
+    import os
+    import subprocess
+    import sys
+
+    _many(store, db_path, 5)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("B24RECOVER_")}
+    answers = []
+    for globals_ in (["--db", str(db_path), "--config", str(config_path)],
+                     [f"--db={db_path}", f"--config={config_path}"]):
+        done = subprocess.run([sys.executable, "-m", "b24recover", *globals_, "lookup", "Common", "--by", "name",
+                               *extra], capture_output=True, env=env)
+        answers.append((done.returncode, done.stdout, done.stderr))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == (2 if "x" in extra or "yaml" in extra else 0)
