@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv bench clean compile
+.PHONY: demo test docs-check venv bench clean compile
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ demo: compile
 
 test: compile
 	$(BIN)/python -m pytest
+
+# Every shell example of README.md, docs/*.md and --help runs as written (also part of `make test`).
+docs-check: compile
+	$(BIN)/python -m pytest tests/test_docs_examples.py tests/test_docs_reference.py tests/test_docs_demo.py -rs
 
 bench: compile
 	$(BIN)/python bench/run_all.py

@@ -24,10 +24,23 @@ def run(args: list[str]) -> int:
     from .cli.app import command_named, make_app
     from .cli.guard import Globals
 
+    if "_B24RECOVER_COMPLETE" in os.environ:  # a shell asks for completions (b24recover completion SHELL)
+        from typer._completion_classes import completion_init
+
+        completion_init()
+
+    import typer
+
     try:
         # A whole process of its own: `token request` may deliver in a detached step (cli/portal.py).
-        make_app(only=command_named(args))(args=args, prog_name="b24recover",
-                                           obj=Globals(db="", config=None, actor=None, detach=True))
+        code = make_app(only=command_named(args))(args=args, prog_name="b24recover", standalone_mode=False,
+                                                  obj=Globals(db="", config=None, actor=None, detach=True))
+        return code if isinstance(code, int) else 0
+    except typer.exceptions.TyperException as exc:  # usage errors (exit 2), JSON too with --json
+        return _usage_error(exc, args)
+    except typer.Abort:
+        sys.stderr.write("interrupted\n")
+        return 130
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:
@@ -39,6 +52,21 @@ def run(args: list[str]) -> int:
         sys.stderr.write(f"unexpected error ({type(exc).__name__}): {exc}\n")
         return 1
     return 0
+
+
+def _usage_error(exc, args: list[str]) -> int:
+    if "--json" in args or any(a in ("--format", "-o") and b == "json" for a, b in zip(args, args[1:])):
+        from .cli.render import error
+        from .errors import B24Error
+
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "b24recover"
+        error(B24Error("usage", exc.format_message(), hint=f"See: {where} --help"), True)
+    elif hasattr(exc, "show"):
+        exc.show()
+    else:
+        sys.stderr.write(f"error: {exc.format_message()}\n")
+    return exc.exit_code
 
 
 if __name__ == "__main__":

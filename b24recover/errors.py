@@ -72,7 +72,7 @@ ERROR_CODES: dict[str, tuple[ExitCode, str]] = {
     "store_corrupt": (ExitCode.STORE, "Restore the store from a backup (see docs/operations.md)."),
     "delivery_failed": (ExitCode.DELIVERY, "The message stays in the outbox; retry with: b24recover outbox send."),
     "check_found": (ExitCode.CHECK_FOUND, ""),
-    "config_invalid": (ExitCode.INVALID, "Fix the configuration file (see examples/b24recover.toml)."),
+    "config_invalid": (ExitCode.INVALID, "Fix the configuration file; every key and its default: b24recover config show --defaults."),
     "store_unsafe": (ExitCode.STORE, "The store must be a regular file of yours that only you can read: chmod 600 it, "
                                      "or run 'b24recover init'."),
     "unsafe_file": (ExitCode.INVALID, "Use a real file or folder of yours that only you can read (0600 / 0700)."),

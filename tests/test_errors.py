@@ -248,9 +248,8 @@ def _pty_run(argv: list[str], answers: list[tuple[bytes, bytes]], cwd, timeout: 
 
 def test_password_mismatch_at_a_terminal(store, db_path, config_path, tmp_path):
     base = ["--db", str(db_path), "--config", str(config_path)]
-    code, out = _pty_run([*base, "user", "add", "anna"],
-                         [(b"New password: ", b"first passphrase one\n"), (b"new password: ", b"second passphrase two\n")],
-                         cwd=tmp_path)
+    mismatch = [(b"New password: ", b"first passphrase one\n"), (b"new password: ", b"second passphrase two\n")]
+    code, out = _pty_run([*base, "user", "add", "anna"], mismatch * 3, cwd=tmp_path)  # asked 3 times, then refused
     assert code == 6, out
     assert "differ" in out and "Traceback" not in out
     assert "first passphrase one" not in out and "second passphrase two" not in out  # not echoed

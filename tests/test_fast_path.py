@@ -43,7 +43,7 @@ def populated(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("fast")
     db_path, config_path = base / "b24.db", base / "b24recover.toml"
-    config_path.write_text("[hashing]\nbcrypt_rounds = 4\n[tokens]\nresend_interval = \"0s\"\n", encoding="utf-8")
+    config_path.write_text("[hashing]\nbcrypt_rounds = 4\n[tokens]\nresend_interval = \"1s\"\n", encoding="utf-8")
 
     def cli(*args, input=None):
         r = CliRunner().invoke(app, ["--db", str(db_path), "--config", str(config_path), *args], input=input)

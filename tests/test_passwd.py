@@ -189,7 +189,7 @@ def test_secrets_from_environment_variables(store, db_path):
 def test_prompt_asks_current_new_and_confirm(store, db_path, monkeypatch):
     add_user(store, "anna")
     monkeypatch.setattr(SecretInput, "can_prompt", lambda self: True)
-    differ = store("passwd", "anna", input=f"{GOOD_PASSWORD}\n{NEW}\n{NEW}x\n")
+    differ = store("passwd", "anna", input=f"{GOOD_PASSWORD}\n" + f"{NEW}\n{NEW}x\n" * 3)  # asked 3 times
     assert differ.exit_code == 6 and "differ" in differ.stderr
     assert verify_password(GOOD_PASSWORD, row(db_path)["password_hash"])
     ok = store("passwd", "anna", input=f"{GOOD_PASSWORD}\n{NEW}\n{NEW}\n")

@@ -166,7 +166,7 @@ def test_generated_length_follows_a_longer_policy(store, db_path, config_path):
 def test_prompt_asks_twice(store, db_path, monkeypatch):
     add_user(store, "anna")
     monkeypatch.setattr(SecretInput, "can_prompt", lambda self: True)
-    differ = store("reset", "anna", input=f"{NEW}\n{NEW}!\n")
+    differ = store("reset", "anna", input=f"{NEW}\n{NEW}!\n" * 3)  # asked again twice, then refused
     assert differ.exit_code == 6 and "differ" in differ.stderr
     assert verify_password(GOOD_PASSWORD, row(db_path)["password_hash"])
     ok = store("reset", "anna", input=f"{NEW}\n{NEW}\n")

@@ -8,18 +8,21 @@ import typer
 
 from .. import __version__
 from . import render
-from .runtime import Globals, handle_errors, service_ctx
+from .portal import LOOKUP_LIMIT
+from .runtime import FORMAT, NO_HEADERS, Globals, handle_errors, service_ctx
 
 HELP = """Get people back into their Bitrix24 accounts: find a forgotten login, send a control
 string (recovery link or SMS code), reset passwords, link addresses, and keep token tables clean.
 
 Examples:
 
+\b
   b24recover init
-
   b24recover lookup "8 (912) 345-67-89"
+  b24recover token request anna.ivanova@example.ru
+  b24recover config show
 
-  b24recover token request anna@example.com
+Every command has --help with examples; the reference is docs/reference.md.
 """
 
 
@@ -31,12 +34,14 @@ def _version(value: bool):
 
 def root(
     ctx: typer.Context,
-    db: str = typer.Option("b24recover.db", "--db", envvar="B24RECOVER_DB", help="The SQLite store."),
-    config: Optional[str] = typer.Option(None, "--config", envvar="B24RECOVER_CONFIG",
-                                         help="TOML config (default ./b24recover.toml when it exists)."),
-    actor: Optional[str] = typer.Option(None, "--actor", help="Who is acting, for the audit trail "
+    db: str = typer.Option("b24recover.db", "--db", envvar="B24RECOVER_DB", metavar="PATH|URL",
+                           help="The store: a SQLite file, or a postgresql:// URL."),
+    config: Optional[str] = typer.Option(None, "--config", envvar="B24RECOVER_CONFIG", metavar="PATH",
+                                         help="TOML config (default: the first of ./b24recover.toml, "
+                                              "$XDG_CONFIG_HOME/b24recover/b24recover.toml, /etc/b24recover/b24recover.toml)."),
+    actor: Optional[str] = typer.Option(None, "--actor", metavar="NAME", help="Who is acting, for the audit trail "
                                         "(default: B24RECOVER_ACTOR, the config's actor, or the OS user)."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True, help="Print the version."),
 ):
     if ctx.obj is None:
         ctx.obj = Globals(db=db, config=config, actor=actor)
@@ -47,7 +52,11 @@ def root(
 def init(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     """Create or upgrade the store (idempotent) and the secret key file beside it.
 
-    Example: b24recover --db /var/lib/b24recover/users.db init
+    Examples:
+
+    \b
+      b24recover init
+      b24recover --db users.db init
     """
     from ..services.setup import init_all
 
@@ -62,18 +71,25 @@ def init(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=
 
 def lookup(
     ctx: typer.Context,
-    query: str = typer.Argument(..., help="A login, email, phone number (any spelling) or name."),
-    by: str = typer.Option("auto", "--by", help="auto, login, email, phone or name."),
+    query: str = typer.Argument(..., metavar="QUERY", help="A login, email, phone number (any spelling) or name."),
+    by: str = typer.Option("auto", "--by", metavar="auto|login|email|phone|name", help="What the query is."),
+    limit: int = typer.Option(LOOKUP_LIMIT, "--limit", metavar="N", help="At most N matches (0: all)."),
+    fmt: Optional[str] = FORMAT,
+    no_headers: bool = NO_HEADERS,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
-    """Find accounts by login, email, phone or name.
+    """Find accounts by login, email, phone or name. No match is exit 3.
 
-    Examples: b24recover lookup anna@example.com; b24recover lookup "8 912 345-67-89";
-    b24recover lookup Ivanova --by name
+    Examples:
+
+    \b
+      b24recover lookup anna.ivanova@example.ru
+      b24recover lookup "8 (912) 345-67-89"
+      b24recover lookup Ivanova --by name --format csv
     """
     from .portal import lookup_body
 
-    lookup_body(service_ctx(ctx), query, by, as_json)
+    lookup_body(service_ctx(ctx), query, by, as_json, limit, fmt, not no_headers)
 
 
 # Every command, registered lazily: a run builds only the command it was asked for, so typer
@@ -93,14 +109,33 @@ COMMANDS: dict[str, tuple[str | None, str, str | None]] = {
     "outbox": ("tokens", "outbox_app", "Messages and their delivery; retry the failed ones."),
     "policy": ("policy", "app", "Show the password policy or check a password against it."),
     "audit": ("audit", "app", "Stale control strings and the audit trail."),
+    "config": ("config_cmd", "app", "The effective settings and where each came from."),
+    "completion": ("completion_cmd", "completion", None),
 }
 _GLOBAL_WITH_VALUE = ("--db", "--config", "--actor")
+
+
+def _plain_metavars() -> None:
+    """Usage lines show a required argument as LOGIN, like every other CLI, not typer's {LOGIN}."""
+    from typer.core import TyperArgument
+
+    if getattr(TyperArgument.make_metavar, "_plain", False):
+        return
+    original = TyperArgument.make_metavar
+
+    def make_metavar(self, ctx, *, usage: bool = False) -> str:
+        var = original(self, ctx, usage=usage)
+        return var[1:-1] if var.startswith("{") and var.endswith("}") else var
+
+    make_metavar._plain = True
+    TyperArgument.make_metavar = make_metavar
 
 
 def make_app(only: str | None = None) -> typer.Typer:
     """The root command with every command, or with just `only` when that names one."""
     import importlib
 
+    _plain_metavars()
     root_app = typer.Typer(
         help=HELP,
         no_args_is_help=True,

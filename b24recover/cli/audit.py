@@ -15,7 +15,7 @@ import typer
 
 from ..errors import B24Error
 from . import render
-from .runtime import handle_errors, service_ctx
+from .runtime import FORMAT, NO_HEADERS, handle_errors, service_ctx
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None)
 
@@ -65,8 +65,12 @@ def tokens(
     Active control strings and those an undelivered message still carries are never touched.
     --purge is idempotent: an interrupted run is finished by the next one.
 
-    Examples: b24recover audit tokens; b24recover audit tokens --purge --older-than 90d;
-    b24recover audit tokens --check --json   (monitoring: exit 10 when some exist)
+    Examples:
+
+    \b
+      b24recover audit tokens
+      b24recover audit tokens --purge --older-than 90d
+      b24recover audit tokens --check --json   # monitoring: exit 10 when some exist
     """
     from ..services import audit as svc
 
@@ -94,14 +98,14 @@ def _token_summary(report: dict, purge: bool) -> None:
     if purge and not report["dry_run"]:
         done = report["purged_by_state"]
         parts = ", ".join(f"{state} {n}" for state, n in done.items() if n) or "nothing was stale"
-        typer.echo(f"Purged {report['purged']} control string(s) older than {report['older_than']} "
+        render.line(f"Purged {report['purged']} control string(s) older than {report['older_than']} "
                    f"({parts}) in {report['batches']} batch(es), {report.get('seconds', 0):.1f} s.")
     else:
         title = "Would purge" if purge else "Stale control strings"
         render.fields([*stale.items(), ("total", report["total"])],
                       title=f"{title} (ended or expired before {report['cutoff']}, older than {report['older_than']}):")
     if report["held"]:
-        typer.echo(f"{report['held']} more are kept while a message carrying them is not delivered yet "
+        render.line(f"{report['held']} more are kept while a message carrying them is not delivered yet "
                    "(b24recover outbox list --status failed).")
 
 
@@ -116,14 +120,19 @@ def log(
                                         help="Only events since then: 2h, 30d, 2026-11-01 or 2026-11-01T10:00:00Z."),
     limit: int = typer.Option(100, "--limit", min=0, metavar="N", help="The newest N events (0: all)."),
     verify: bool = typer.Option(False, "--verify", help="Check the hash chain of the whole trail; exit 10 if broken."),
+    fmt: Optional[str] = FORMAT,
+    no_headers: bool = NO_HEADERS,
     verbose: bool = VERBOSE,
     as_json: bool = JSON,
 ):
     """The append-only audit trail, oldest first; --verify checks its hash chain.
 
-    Examples: b24recover audit log --login anna --since 2h;
-    b24recover audit log --action redeem.failed --since 2026-11-01 --json;
-    b24recover audit log --verify   (exit 10 naming the first broken event)
+    Examples:
+
+    \b
+      b24recover audit log --login anna.ivanova --since 2h
+      b24recover audit log --action user.import --since 2026-11-01 --json
+      b24recover audit log --verify   # exit 10 naming the first broken event
     """
     from ..services import audit as svc
 
@@ -137,13 +146,20 @@ def log(
             render.emit_json(result)
         elif result["verified"] and (render.is_tty() or verbose):
             head = result["head"]
-            typer.echo(f"The audit trail is intact: {result['events']} event(s)"
+            render.line(f"The audit trail is intact: {result['events']} event(s)"
                        + (f", the newest #{head['id']} with hash {head['hash']}." if head else "."))
         svc.check_chain(result)
         return
-    rows = svc.events(sctx, login=login, action=action, since=since, limit=limit)
-    if as_json:
-        render.emit_json({"events": rows})
+    from . import listing
+
+    listing.check(limit, fmt)
+    rows = svc.events(sctx, login=login, action=action, since=since, limit=limit + 1 if limit else 0)
+    more = bool(limit) and len(rows) > limit
+    rows = rows[1:] if more else rows  # oldest first: the extra one is the oldest
+    if as_json or fmt == "json":
+        render.emit_json({"events": rows, **({"more": True} if more else {})})
         return
-    shown = [{**r, "details": json.dumps(r["details"], ensure_ascii=False, separators=(",", ":"))} for r in rows]
-    render.table(EVENT_COLUMNS, shown)
+    shown = ({**r, "details": json.dumps(r["details"], ensure_ascii=False, separators=(",", ":"))} for r in rows)
+    render.table(EVENT_COLUMNS, shown, fmt=fmt, headers=not no_headers, page=True)
+    if more:
+        render.more_note(limit, None, "older events")

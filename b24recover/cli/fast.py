@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 
 from .guard import Globals, check_arguments, make_ctx, run_guarded
-from .portal import lookup_body, redeem_body, request_body
+from .portal import LOOKUP_LIMIT, lookup_body, redeem_body, request_body
 
 _GLOBALS = {"--db": "db", "--config": "config", "--actor": "actor"}
 
@@ -36,8 +36,8 @@ def _options(rest: list[str], with_value: tuple[str, ...]):
     positional, options, i = [], {}, 0
     while i < len(rest):
         arg = rest[i]
-        if arg == "--json":
-            options["--json"] = True
+        if arg in ("--json", "--no-headers"):
+            options[arg] = True
         elif arg in with_value and i + 1 < len(rest) and not rest[i + 1].startswith("-"):
             options[arg] = rest[i + 1]
             i += 1
@@ -56,12 +56,16 @@ def try_fast(args: list[str]) -> int | None:
         return None
     g, rest = split
     if rest[:1] == ["lookup"]:
-        parsed = _options(rest[1:], ("--by",))
+        parsed = _options(rest[1:], ("--by", "--limit", "--format", "-o"))
         if parsed is None:
             return None
         (query, opts), as_json = parsed, bool(parsed[1].get("--json"))
+        limit = opts.get("--limit", str(LOOKUP_LIMIT))
+        if not limit.isdigit():
+            return None  # typer says what is wrong with it
         body = lambda: (check_arguments(rest),  # noqa: E731
-                        lookup_body(make_ctx(g), query, opts.get("--by", "auto"), as_json))
+                        lookup_body(make_ctx(g), query, opts.get("--by", "auto"), as_json,
+                                    int(limit), opts.get("--format", opts.get("-o")), not opts.get("--no-headers")))
     elif rest[:1] == ["redeem"] and "--control-string-stdin" in rest and "--password-stdin" in rest:
         # The portal's "set a new password" form: both secrets on stdin, nothing to prompt for.
         parsed = _options([a for a in rest[1:] if a not in ("--control-string-stdin", "--password-stdin")], ())

@@ -18,6 +18,7 @@ class Globals:
     actor: str | None
     clock: object = None  # tests inject a FixedClock here
     detach: bool = False  # a command-line process (not a library caller) may deliver in a detached step
+    db_source: str | None = None  # how --db was given, for `config show`
 
 
 def make_ctx(g: Globals, *, store: bool = True):

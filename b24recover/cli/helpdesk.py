@@ -12,7 +12,7 @@ from .runtime import service_ctx
 
 def link(
     ctx: typer.Context,
-    login: str = typer.Argument(...),
+    login: str = typer.Argument(..., metavar="LOGIN", help="The account's login."),
     email: Optional[str] = typer.Option(None, "--email", help="Attach this email."),
     phone: Optional[str] = typer.Option(None, "--phone", help="Attach this phone number."),
     social: Optional[str] = typer.Option(None, "--social", metavar="PROVIDER:SUBJECT", help="Attach a social identity."),
@@ -24,8 +24,11 @@ def link(
     By default the address stays pending and a control string goes to it; redeeming it confirms
     the address and sets the password (the way in for social-network-only accounts).
 
-    Examples: b24recover link vk_123 --email ivan@example.com;
-    b24recover link anna --phone "+7 912 345-67-89" --no-verify
+    Examples:
+
+    \b
+      b24recover link vk_48151623 --email dmitry.orlov@example.ru
+      b24recover link peter.smith --phone "+1 415 555 0199" --no-verify
     """
     from ..errors import B24Error
     from ..services.linking import link as do_link
@@ -46,12 +49,16 @@ def link(
 
 def diagnose(
     ctx: typer.Context,
-    login: str = typer.Argument(...),
+    login: str = typer.Argument(..., metavar="LOGIN", help="The account's login."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
     """The helpdesk view: why this person cannot get in, and what to do, in order.
 
-    Example: b24recover diagnose anna
+    Examples:
+
+    \b
+      b24recover diagnose anna.ivanova
+      b24recover diagnose vk_48151623 --json
     """
     from ..services.diagnose import diagnose as do_diagnose
 
@@ -59,6 +66,6 @@ def diagnose(
     if as_json:
         render.emit_json(result)
         return
-    typer.echo(f"{result['login']}:")
+    render.line(f"{result['login']}:")
     for number, f in enumerate(result["findings"], start=1):
-        typer.echo(f"{number}. [{f['code']}] {f['message']}\n   -> {f['action']}")
+        render.line(f"{number}. [{f['code']}] {f['message']}\n   -> {f['action']}")

@@ -20,7 +20,11 @@ JSON = typer.Option(False, "--json", help="Print JSON.")
 def show(ctx: typer.Context, as_json: bool = JSON):
     """Print the password policy in force: every rule, its value and its Bitrix name.
 
-    Example: b24recover policy show --json
+    Examples:
+
+    \b
+      b24recover policy show
+      b24recover policy show --json
     """
     from ..services.policy import describe
 
@@ -31,9 +35,20 @@ def show(ctx: typer.Context, as_json: bool = JSON):
     rows = [{"rule": r["rule"].replace("_", " "), "setting": r["text"], "bitrix": r["bitrix_name"]}
             for r in view["rules"]]
     # The title goes out on its own line so that piped output carries the preset as well.
-    sys.stdout.write(f"Password policy: Bitrix preset {view['preset']!r}\n" if view["preset"]
-                     else "Password policy: NIST defaults (no Bitrix preset)\n")
+    sys.stdout.write(f"Password policy: {_policy_title(view)}\n")
     render.table([("rule", "Rule"), ("setting", "Setting"), ("bitrix", "Bitrix name")], rows)
+
+
+def _policy_title(view: dict) -> str:
+    """Say "NIST defaults" only when the rules are the defaults; otherwise name what differs."""
+    from ..config import PolicySettings
+    from ..services.policy import describe
+
+    if view["preset"]:
+        return f"Bitrix preset {view['preset']!r}"
+    default = describe(PolicySettings())["bitrix"]
+    changed = [f"{k} = {v}" for k, v in view["bitrix"].items() if default.get(k) != v]
+    return "NIST defaults (no Bitrix preset)" if not changed else "custom (" + ", ".join(changed) + ")"
 
 
 def _read_password(as_json: bool) -> str:
@@ -72,8 +87,11 @@ def check(
     """Check a password read from stdin (one line) against the policy: every violation, and a
     strength estimate with advice. Exit 6 when the policy refuses it. The password is never echoed.
 
-    Examples: printf '%s\\n' "$PW" | b24recover policy check;
-    b24recover policy check --login anna --json < pw.txt
+    Examples:
+
+    \b
+      printf '%s\\n' "$PW" | b24recover policy check
+      printf '%s\\n' "$PW" | b24recover policy check --login anna.ivanova --json
     """
     from ..errors import B24Error
     from ..services.policy import check as check_password

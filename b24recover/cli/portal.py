@@ -9,14 +9,18 @@ import sys
 from . import render
 
 
-def lookup_body(sctx, query: str, by: str, as_json: bool) -> None:
-    from ..services.lookup import lookup
+LOOKUP_LIMIT = 50
 
-    matches = lookup(sctx, query, by)
-    if as_json:
-        render.emit_json({"matches": matches})
-    else:
-        render.table(render.ACCOUNT_COLUMNS, matches)
+
+def lookup_body(sctx, query: str, by: str, as_json: bool, limit: int = LOOKUP_LIMIT, fmt: str | None = None,
+                headers: bool = True) -> None:
+    from ..services.lookup import lookup
+    from . import listing
+
+    listing.check(limit, fmt)
+    matches = lookup(sctx, query, by, limit)
+    listing.emit("matches", render.ACCOUNT_COLUMNS, matches, limit=limit, fmt=fmt, as_json=as_json,
+                 headers=headers, what="matches")
 
 
 def request_body(sctx, identifier: str, as_json: bool) -> None:
@@ -35,7 +39,7 @@ def request_body(sctx, identifier: str, as_json: bool) -> None:
     if as_json:
         render.emit_json(result)
     else:
-        sys.stdout.write(result["message"] + "\n")
+        render.line(result["message"])
     sys.stdout.flush()
     if not sctx.detach:  # a library caller (tests' CliRunner): deliver here, after the answer
         for message_id in messages:
@@ -52,6 +56,7 @@ def redeem_body(make_ctx, login: str, *, control_string_stdin: bool, password_st
     if password_stdin and password_env:
         raise B24Error("usage", "--password-stdin and --password-env exclude each other")
     secrets = SecretInput(stdin=control_string_stdin or password_stdin, env=password_env, as_json=as_json)
+    sctx = None
     if control_string_stdin:
         secret = secrets.line(0, "the control string")
     else:
@@ -61,8 +66,13 @@ def redeem_body(make_ctx, login: str, *, control_string_stdin: bool, password_st
     elif password_env:
         password = secrets.from_env("the new password")
     else:
-        password = secrets.prompt_new_password()
-    result = redeem(make_ctx(), login, secret, password)
+        from ..services.tokens import check
+        from .users import policy_check
+
+        sctx = make_ctx()
+        check(sctx, login, secret)  # its state first (not using it): no password typed for a dead link
+        password = secrets.prompt_new_password(policy_check(sctx))
+    result = redeem(sctx or make_ctx(), login, secret, password)
     if as_json:
         render.emit_json(result)
     else:

@@ -10,7 +10,7 @@ import typer
 from ..errors import B24Error
 from . import render
 from .runtime import SecretInput, handle_errors, service_ctx
-from .users import read_new_password
+from .users import policy_check, read_new_password
 
 bulk_app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None)
 
@@ -28,7 +28,7 @@ def _notice_line(notice: dict | None) -> str:
 
 def reset(
     ctx: typer.Context,
-    login: str = typer.Argument(...),
+    login: str = typer.Argument(..., metavar="LOGIN", help="The account's login."),
     generate: bool = typer.Option(False, "--generate",
                                   help="Generate a random policy-compliant password and print it once on stdout."),
     temporary: bool = typer.Option(False, "--temporary", help="Force a change at the next sign-in."),
@@ -46,8 +46,11 @@ def reset(
     stop working; the account gets a "password changed" notice unless --no-notify. Blocked
     accounts may be reset; they stay blocked.
 
-    Examples: b24recover reset anna --generate --temporary --reason "ticket 4711";
-    printf '%s\\n' "$PW" | b24recover reset anna --password-stdin
+    Examples:
+
+    \b
+      b24recover reset anna.ivanova --generate --temporary --reason "ticket 4711"
+      printf '%s\\n' "$PW" | b24recover reset anna.ivanova --password-stdin
     """
     from ..services.admin import reset as do_reset
 
@@ -58,13 +61,14 @@ def reset(
     sctx = service_ctx(ctx)
     password = None
     if not generate:
-        password = read_new_password(SecretInput(stdin=password_stdin, env=password_env, as_json=as_json))
+        password = read_new_password(SecretInput(stdin=password_stdin, env=password_env, as_json=as_json),
+                                     policy_check(sctx, login))
     result = do_reset(sctx, login, password, generate=generate, temporary=temporary, notify=not no_notify,
                       reason=reason)
     if as_json:
         render.emit_json(result)
     elif generate:
-        typer.echo(result["password"])
+        render.line(result["password"])
         render.info(f"New password of {result['login']} set; it is shown only this once."
                     + (" It must be changed at the next sign-in." if temporary else "")
                     + _notice_line(result["notice"]))
@@ -76,7 +80,7 @@ def reset(
 
 def passwd(
     ctx: typer.Context,
-    login: str = typer.Argument(...),
+    login: str = typer.Argument(..., metavar="LOGIN", help="The account's login."),
     password_stdin: bool = typer.Option(False, "--password-stdin",
                                         help="Read the current password (line 1) and the new one (line 2) from stdin."),
     password_env: Optional[str] = typer.Option(None, "--password-env", metavar="VAR",
@@ -91,8 +95,11 @@ def passwd(
     password and replaced by bcrypt. A wrong current password exits 6 (password_incorrect) and
     counts in the account's failed attempts.
 
-    Examples: b24recover passwd anna;
-    printf '%s\\n%s\\n' "$OLD" "$NEW" | b24recover passwd anna --password-stdin
+    Examples:
+
+    \b
+      b24recover passwd anna.ivanova   # at a terminal: asks for the current password, then the new one twice
+      printf '%s\\n%s\\n' "$OLD" "$NEW" | b24recover passwd anna.ivanova --password-stdin
     """
     from ..services.admin import passwd as do_passwd
 
@@ -103,13 +110,17 @@ def passwd(
         secrets = SecretInput(stdin=True, as_json=as_json)
         current = secrets.line(0, "the current password")
         new = secrets.line(1, "the new password")
-    else:
+    sctx = service_ctx(ctx)
+    if not password_stdin:
         if current_password_env:
             current = SecretInput(env=current_password_env).from_env("the current password")
         else:
+            from ..services.admin import verify_current
+
             current = SecretInput(as_json=as_json).prompt("Current password")
-        new = read_new_password(SecretInput(env=password_env, as_json=as_json))
-    result = do_passwd(service_ctx(ctx), login, current, new)
+            verify_current(sctx, login, current)  # before asking for the new one (counted when wrong)
+        new = read_new_password(SecretInput(env=password_env, as_json=as_json), policy_check(sctx, login))
+    result = do_passwd(sctx, login, current, new)
     if as_json:
         render.emit_json(result)
     else:
@@ -148,16 +159,16 @@ class _Bar:
 
 
 def _summary_text(result: dict, out: str | None) -> None:
-    typer.echo(f"{result['mode']}: {result['done']} done, {len(result['skipped'])} skipped, "
+    render.line(f"{result['mode']}: {result['done']} done, {len(result['skipped'])} skipped, "
                 f"{len(result['failed'])} failed (of {result['total']} rows; job {result['job']}"
                 f"{', resumed' if result['resumed'] else ''}).")
     for item in result["skipped"]:
-        typer.echo(f"  skipped {item['login']}: {item['reason']}")
+        render.line(f"  skipped {item['login']}: {item['reason']}")
     for item in result["failed"]:
-        typer.echo(f"  failed  {item['login']}: {item['code']}: {item['reason']}")
+        render.line(f"  failed  {item['login']}: {item['code']}: {item['reason']}")
     sent = result.get("notices", {})
     if sent.get("sent") or sent.get("failed"):
-        typer.echo(f"  notices: {sent['sent']} sent, {sent['failed']} failed"
+        render.line(f"  notices: {sent['sent']} sent, {sent['failed']} failed"
                    + (" (they stay in the outbox: b24recover outbox send)" if sent["failed"] else ""))
     if out and result["resumed"]:
         render.info(f"Resumed: in {out} the last line for a login is the password in force.")
@@ -179,6 +190,8 @@ def bulk_reset(
     workers: Optional[int] = typer.Option(None, "--workers", min=1, max=256,
                                           help="Hashing threads (default: one per CPU)."),
     batch: int = typer.Option(64, "--batch", min=1, max=10000, help="Accounts per transaction."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation on a terminal."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary unless something failed (the exit code tells)."),
     as_json: bool = JSON,
 ):
     """Reset many accounts at once; re-running the same input resumes it without resetting twice.
@@ -191,15 +204,24 @@ def bulk_reset(
 
     The summary (--json: {"mode", "done", "skipped": [{"login", "reason"}], "failed":
     [{"login", "code", "reason"}], ...}) goes to stdout. Exit 0 when nothing failed, otherwise the
-    exit code of the first failed row (3 unknown login, 5 malformed row, 7 throttled, 9 not delivered).
+    exit code of the first failed row (3 unknown login, 4 blocked or no address, 5 malformed row,
+    7 throttled, 9 not delivered). On a terminal it first asks for confirmation, naming the
+    number of rows and the mode; --yes (or no terminal) skips the question.
 
-    Examples: b24recover bulk reset leavers.txt --mode temporary-password --out pw.csv;
-    b24recover bulk reset users.csv --mode control-string
+    Examples:
+
+    \b
+      b24recover bulk reset examples/leavers.txt --mode temporary-password --out new-passwords.csv --yes
+      b24recover bulk reset examples/leavers.txt --mode control-string --yes
     """
     from ..services.bulk import bulk_reset as do_bulk, check_options
 
     check_options(mode, out, force)
     sctx = service_ctx(ctx)
+    if not yes and source != "-":
+        from .prompts import confirm_bulk
+
+        confirm_bulk(source, mode, out, as_json)
     if source == "-":
         stream = getattr(sys.stdin, "buffer", sys.stdin)
     else:
@@ -216,7 +238,7 @@ def bulk_reset(
             stream.close()
     if as_json:
         render.emit_json(result)
-    else:
+    elif not quiet or result["failed"]:
         _summary_text(result, out)
     if result["failed"]:
         first = result["failed"][0]

@@ -38,6 +38,11 @@ def handle_errors_uniform(fn):
     return handle_errors(fn, check_text=False)
 
 
+FORMAT = typer.Option(None, "--format", "-o", metavar="table|tsv|csv|json",
+                      help="Output format (default: table on a terminal, tsv when piped).")
+NO_HEADERS = typer.Option(False, "--no-headers", help="No heading line (table, tsv, csv).")
+
+
 def service_ctx(tctx: typer.Context, *, store: bool = True):
     """The service context for the global options; the store closes with the command."""
     ctx = make_ctx(tctx.find_root().obj, store=store)

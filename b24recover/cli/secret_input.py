@@ -9,6 +9,21 @@ import sys
 from ..errors import B24Error
 
 MAX_SECRET_LINE = 4096
+TRIES = 3  # a new password is asked again after a mismatch or a policy refusal, up to this often
+
+
+def _hint(what: str) -> str:
+    """Name only the options that can give this secret."""
+    what = what.lower()
+    if "control string" in what:
+        return ("Give the control string or code on standard input with --control-string-stdin "
+                "(line 1; the new password on line 2 with --password-stdin).")
+    if "password to check" in what or what == "the password":
+        return "Give the password on standard input: printf '%s\\n' \"$PW\" | b24recover policy check"
+    if "current password" in what:
+        return ("Give both passwords on standard input with --password-stdin (current on line 1, new on line 2), "
+                "or name variables with --current-password-env VAR and --password-env VAR.")
+    return "Give the password on standard input (--password-stdin) or name an environment variable (--password-env VAR)."
 
 
 class SecretInput:
@@ -35,7 +50,8 @@ class SecretInput:
     def line(self, index: int, what: str) -> str:
         lines = self._stdin_lines()
         if index >= len(lines) or (lines[index] == "" and index == len(lines) - 1):
-            raise B24Error("input_required", f"{what} was expected on line {index + 1} of standard input")
+            raise B24Error("input_required", f"{what} was expected on line {index + 1} of standard input",
+                           hint=_hint(what))
         value = lines[index]
         if len(value) > MAX_SECRET_LINE:
             raise B24Error("invalid_input", f"{what} is too long")
@@ -47,7 +63,8 @@ class SecretInput:
         SECRET_ENV_NAMES.add(self.env or "")  # so no program we start inherits it
         value = os.environ.get(self.env or "")
         if value is None:
-            raise B24Error("input_required", f"the environment variable {self.env} holding {what} is not set")
+            raise B24Error("input_required", f"the environment variable {self.env} holding {what} is not set",
+                           hint=f"Export {self.env} before running the command, or give {what} on standard input.")
         return value
 
     def can_prompt(self) -> bool:
@@ -55,14 +72,40 @@ class SecretInput:
 
     def prompt(self, text: str) -> str:
         if not self.can_prompt():
-            raise B24Error("input_required", f"{text} is needed and there is no terminal to ask on")
-        import typer
+            if self.as_json and sys.stdin is not None and sys.stdin.isatty():
+                raise B24Error("input_required", f"{text} is needed and --json never prompts",
+                               hint=f"Give it on standard input or through --password-env VAR, or run without --json.")
+            raise B24Error("input_required", f"{text} is needed and there is no terminal to ask on",
+                           hint=_hint(text))
+        import getpass
 
-        return typer.prompt(text, hide_input=True, default="", show_default=False)
+        try:
+            return getpass.getpass(f"{text}: ")
+        except EOFError:  # Ctrl-D: nothing was typed
+            sys.stderr.write("\n")
+            raise B24Error("input_required", f"no input: {text} was not given (end of input at the prompt)",
+                           hint="Type it at the prompt, or give it on standard input.") from None
 
-    def prompt_new_password(self) -> str:
-        first = self.prompt("New password")
-        second = self.prompt("Repeat the new password")
-        if first != second:
-            raise B24Error("password_mismatch", "the two passwords differ")
-        return first
+    def prompt_new_password(self, check=None) -> str:
+        """Ask twice; after a policy refusal (`check` raises password_policy, before the
+        confirmation) or a mismatch, ask again, up to TRIES times in all."""
+        from . import render
+
+        for attempt in range(1, TRIES + 1):
+            first = self.prompt("New password")
+            last = attempt == TRIES
+            if check is not None:
+                try:
+                    check(first)
+                except B24Error as exc:
+                    if exc.code != "password_policy" or last:
+                        raise
+                    render.info(f"{exc.message}. Try again ({TRIES - attempt} more).")
+                    continue
+            second = self.prompt("Repeat the new password")
+            if first == second:
+                return first
+            if last:
+                raise B24Error("password_mismatch", "the two passwords differ")
+            render.info(f"The two passwords differ. Try again ({TRIES - attempt} more).")
+        raise AssertionError("unreachable")

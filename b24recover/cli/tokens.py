@@ -9,7 +9,7 @@ import typer
 
 from ..errors import B24Error
 from . import render
-from .runtime import SecretInput, handle_errors, handle_errors_uniform, service_ctx
+from .runtime import FORMAT, NO_HEADERS, SecretInput, handle_errors, handle_errors_uniform, service_ctx
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None)
 outbox_app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None)
@@ -34,7 +34,7 @@ def _ttl(text: Optional[str]) -> Optional[int]:
 @handle_errors_uniform
 def request(
     ctx: typer.Context,
-    identifier: str = typer.Argument(..., help="Login, email or phone number as the person typed it."),
+    identifier: str = typer.Argument(..., metavar="IDENTIFIER", help="Login, email or phone number as the person typed it."),
     as_json: bool = JSON,
 ):
     """The portal's "Forgot your password?": send a control string to the account's address.
@@ -42,7 +42,11 @@ def request(
     The answer and exit code are the same whether or not an account matched, is blocked or is
     throttled (the reason is in the audit trail), so the form cannot be used to find accounts.
 
-    Example: b24recover token request anna@example.com --json
+    Examples:
+
+    \b
+      b24recover token request anna.ivanova@example.ru
+      b24recover token request "8 912 345-67-89" --json
     """
     from .portal import request_body
 
@@ -53,7 +57,7 @@ def request(
 @handle_errors
 def issue(
     ctx: typer.Context,
-    login: str = typer.Argument(...),
+    login: str = typer.Argument(..., metavar="LOGIN", help="The account's login."),
     via: str = typer.Option(..., "--via", help="email, sms, qr (draw the link as a QR code) or none (print the link once)."),
     ttl: Optional[str] = typer.Option(None, "--ttl", metavar="DURATION", help="Lifetime, e.g. 30m or 24h."),
     force: bool = typer.Option(False, "--force", help="Pass the throttle (audited)."),
@@ -61,8 +65,11 @@ def issue(
 ):
     """An operator sends a control string; any earlier one stops working.
 
-    Examples: b24recover token issue anna --via email;
-    b24recover token issue anna --via qr   (for a person at the desk)
+    Examples:
+
+    \b
+      b24recover token issue anna.ivanova --via email
+      b24recover token issue giulia.rossi --via qr --ttl 30m   # for a person at the desk
     """
     from ..services.tokens import issue as do_issue
 
@@ -72,10 +79,8 @@ def issue(
         render.emit_json(view)
     elif issued.link:
         if via == "qr":
-            import segno
-
-            segno.make(issued.link, error="m").terminal(compact=True)
-        typer.echo(issued.link)
+            _draw_qr(issued.link)
+        render.line(issued.link)
         render.info(f"Control string {view['id']} for {view['login']} valid until {view['expires_at']}. "
                     "It is shown only this once.")
     else:
@@ -87,40 +92,61 @@ def issue(
         raise B24Error("delivery_failed", f"delivery to {delivery['recipient']} failed: {delivery.get('error')}")
 
 
+def _draw_qr(link: str) -> None:
+    """The QR code on a terminal wide enough for it; otherwise say why only the link is shown."""
+    from . import qr
+
+    columns = render.terminal_size()[0] if render.is_tty() else 10**6  # piped: drawn for whoever shows it
+    if not qr.draw(link, columns):
+        render.info(f"The terminal is {columns} columns wide and the QR code needs {qr.width(link)}: "
+                    "give the person the link below (or widen the window next time).")
+
+
 @app.command("list")
 @handle_errors
 def list_(
     ctx: typer.Context,
-    login: Optional[str] = typer.Argument(None),
+    login: Optional[str] = typer.Argument(None, metavar="[LOGIN]", help="Only this account's."),
     state: str = typer.Option("all", "--state", help="active, superseded, used, revoked, expired or all."),
-    limit: int = typer.Option(200, "--limit", min=1, max=100000),
+    limit: int = typer.Option(200, "--limit", min=0, max=100000, metavar="N",
+                              help="The newest N (default 200; 0: all)."),
+    fmt: Optional[str] = FORMAT,
+    no_headers: bool = NO_HEADERS,
     as_json: bool = JSON,
 ):
-    """Control strings (never their secrets).
+    """Control strings, newest first (never their secrets).
 
-    Example: b24recover token list anna --state all --json
+    Examples:
+
+    \b
+      b24recover token list anna.ivanova --state all --json
+      b24recover token list --state active --format csv
     """
     from ..services.tokens import list_tokens
+    from . import listing
 
-    rows = list_tokens(service_ctx(ctx), login, state, limit)
-    if as_json:
-        render.emit_json({"control_strings": rows})
-    else:
-        render.table(TOKEN_COLUMNS, rows)
+    listing.check(limit, fmt)
+    rows = list_tokens(service_ctx(ctx), login, state, limit + 1 if limit else 10**9)
+    listing.emit("control_strings", TOKEN_COLUMNS, rows, limit=limit, fmt=fmt, as_json=as_json,
+                 headers=not no_headers, what="control strings")
 
 
 @app.command("check")
 @handle_errors
 def check(
     ctx: typer.Context,
-    login: str = typer.Argument(...),
+    login: str = typer.Argument(..., metavar="LOGIN", help="The account's login."),
     control_string_stdin: bool = typer.Option(False, "--control-string-stdin", help="Read the control string or code from stdin."),
     as_json: bool = JSON,
 ):
     """Say what state a control string or code is in, without using it.
 
     Exit 0 when it is active; otherwise exit 6 with the reason (superseded, expired, used, ...).
-    Example: printf '%s\\n' "$CW" | b24recover token check anna --control-string-stdin
+
+    Examples:
+
+    \b
+      printf '%s\\n' "$CW" | b24recover token check anna.ivanova --control-string-stdin
     """
     from ..services.tokens import check as do_check
 
@@ -133,25 +159,28 @@ def check(
             if as_json:
                 render.emit_json(view)
             else:
-                typer.echo(f"{view['id']}\t{view['state']}")
+                render.line(f"{view['id']}\t{view['state']}")
         raise
     if as_json:
         render.emit_json(view)
     else:
-        typer.echo(f"{view['id']}\t{view['state']}\tvalid until {view['expires_at']}")
+        render.line(f"{view['id']}\t{view['state']}\tvalid until {view['expires_at']}")
 
 
 @app.command("revoke")
 @handle_errors
 def revoke(
     ctx: typer.Context,
-    login: str = typer.Argument(...),
-    reason: Optional[str] = typer.Option(None, "--reason", metavar="TEXT"),
+    login: str = typer.Argument(..., metavar="LOGIN", help="The account's login."),
+    reason: Optional[str] = typer.Option(None, "--reason", metavar="TEXT", help="Why (kept in the audit trail)."),
     as_json: bool = JSON,
 ):
     """Revoke every active control string of an account.
 
-    Example: b24recover token revoke anna --reason "phone stolen"
+    Examples:
+
+    \b
+      b24recover token revoke anna.ivanova --reason "phone stolen"
     """
     from ..services.tokens import revoke as do_revoke
 
@@ -170,7 +199,7 @@ def _read_control_string(secrets: SecretInput) -> str:
 
 def redeem(
     ctx: typer.Context,
-    login: str = typer.Argument(...),
+    login: str = typer.Argument(..., metavar="LOGIN", help="The account's login."),
     control_string_stdin: bool = typer.Option(False, "--control-string-stdin",
                                               help="Read the control string or SMS code from stdin (line 1)."),
     password_stdin: bool = typer.Option(False, "--password-stdin",
@@ -181,8 +210,11 @@ def redeem(
 ):
     """Use a control string or SMS code to set a new password.
 
-    Examples: b24recover redeem anna   (asks for the control string, then the password twice);
-    printf '%s\\n%s\\n' "$CW" "$PW" | b24recover redeem anna --control-string-stdin --password-stdin
+    Examples:
+
+    \b
+      b24recover redeem anna.ivanova   # at a terminal: asks for the control string, then the password twice
+      printf '%s\\n%s\\n' "$CW" "$PW" | b24recover redeem anna.ivanova --control-string-stdin --password-stdin
     """
     from .portal import redeem_body
 
@@ -195,27 +227,36 @@ def redeem(
 def outbox_list(
     ctx: typer.Context,
     status: Optional[str] = typer.Option(None, "--status", help="queued, sending, sent, failed or cancelled."),
-    limit: int = typer.Option(100, "--limit", min=1, max=100000),
+    limit: int = typer.Option(100, "--limit", min=0, max=100000, metavar="N",
+                              help="The newest N (default 100; 0: all)."),
+    fmt: Optional[str] = FORMAT,
+    no_headers: bool = NO_HEADERS,
     as_json: bool = JSON,
 ):
-    """Messages and their delivery results (never the text of a message carrying a secret).
+    """Messages and their delivery results, newest first (never the text of a message carrying a secret).
 
-    Example: b24recover outbox list --status failed
+    Examples:
+
+    \b
+      b24recover outbox list --status failed
+      b24recover outbox list --format tsv --no-headers
     """
     from ..services.outbox import list_messages
+    from . import listing
 
     if status not in (None, "queued", "sending", "sent", "failed", "cancelled"):
         raise B24Error("usage", "--status must be queued, sending, sent, failed or cancelled")
-    rows = list_messages(service_ctx(ctx), status, limit)
-    if as_json:
-        render.emit_json({"messages": rows})
-    else:
+    listing.check(limit, fmt)
+    rows = list_messages(service_ctx(ctx), status, limit + 1 if limit else 10**9)
+    if not as_json and fmt != "json":
         for row in rows:  # a claimed message shows until when its sender holds it
             if row["status"] == "sending":
                 row["status"] = (f"sending (lease ended {row['lease_until']}; the next send retries it)"
                                  if row["lease_ended"] else f"sending (lease to {row['lease_until']})")
-        render.table([("id", "Id"), ("channel", "Channel"), ("recipient", "Recipient"), ("template", "Message"),
-                      ("status", "Status"), ("error", "Error"), ("created_at", "Created"), ("sent_at", "Sent")], rows)
+    listing.emit("messages", [("id", "Id"), ("channel", "Channel"), ("recipient", "Recipient"),
+                              ("template", "Message"), ("status", "Status"), ("error", "Error"),
+                              ("created_at", "Created"), ("sent_at", "Sent")], rows,
+                 limit=limit, fmt=fmt, as_json=as_json, headers=not no_headers, what="messages")
 
 
 @outbox_app.command("send")
@@ -223,7 +264,11 @@ def outbox_list(
 def outbox_send(ctx: typer.Context, as_json: bool = JSON):
     """Retry every queued and failed message. Exit 9 if some still fail.
 
-    Example (cron): */5 * * * * b24recover outbox send
+    Examples:
+
+    \b
+      b24recover outbox send   # from cron every 5 minutes: quiet unless something failed
+      b24recover outbox send --json
     """
     from ..services.outbox import send_pending
 

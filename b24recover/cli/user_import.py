@@ -25,6 +25,7 @@ def import_users(
                                          "fail (report it as bad), skip (count it as skipped) or update "
                                          "(update the account with that login)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check every row against the store; write nothing."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary unless some rows were bad (the exit code tells)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
     """Import accounts in bulk, streaming, in transactions of 5,000 rows.
@@ -36,8 +37,12 @@ def import_users(
     a hash or social identity gets no password and recovers through a control string.
     Bad rows are reported by line number; the good rows are kept; exit 5 if any row was bad.
 
-    Examples: b24recover user import users.csv; b24recover user import b_user.csv --dry-run;
-    gunzip -c users.jsonl.gz | b24recover user import - --format jsonl --on-conflict skip
+    Examples:
+
+    \b
+      b24recover user import examples/users.csv --on-conflict skip
+      b24recover user import examples/b_user.csv --format bitrix --dry-run
+      gzip -c examples/users.csv | gunzip -c | b24recover user import - --on-conflict skip
     """
     from ..errors import B24Error
     from ..services.importer import CONFLICT_MODES, FORMATS, run_import
@@ -47,22 +52,40 @@ def import_users(
     if on_conflict not in CONFLICT_MODES:
         raise B24Error("usage", f"--on-conflict must be one of {', '.join(CONFLICT_MODES)}")
     sctx = service_ctx(ctx)
-    stream, size = _open(file)
+    raw, size = _open(file)
+    stream = _Counting(raw)
     try:
-        with _progress(size) as progress:
+        with _progress(size, stream) as progress:
             result = run_import(sctx, stream, name=file, fmt=fmt, on_conflict=on_conflict,
                                 dry_run=dry_run, progress=progress)
+    except KeyboardInterrupt:
+        again = f"b24recover user import {_quoted(file)}" if file != "-" else "the same import"
+        render.info(f"Interrupted after reading {stream.lines:,} line(s). Rows are written in whole "
+                    f"transactions of 5,000: what was committed stays. To resume, run {again} "
+                    "--on-conflict skip (rows already imported are skipped).")
+        raise
     finally:
-        if stream is not _stdin():
-            stream.close()
+        if raw is not _stdin():
+            raw.close()
     if as_json:
         render.emit_json(result.to_json())
-    else:
+    elif not quiet or result.bad_count:
         _summary(result, file)
     if result.bad_count:
         raise B24Error("invalid_input", f"{result.bad_count} row(s) were not imported (listed by line); "
-                       "the other rows were " + ("checked" if dry_run else "kept"),
-                       hint="Correct the bad rows and import the file again with --on-conflict skip.")
+                       "the other rows were " + ("checked" if dry_run else "kept"), hint=_bad_hint(result, dry_run))
+
+
+def _bad_hint(result, dry_run: bool) -> str:
+    """What to do depends on why rows were bad: taken identifiers, or rows that could not be read."""
+    taken = all(bad.get("code") == "conflict" for bad in result.bad)
+    if taken:
+        return ("Their login, email, phone or social identity belongs to another account: --on-conflict skip "
+                "leaves them out, --on-conflict update updates the accounts with those logins.")
+    if dry_run:
+        return "Correct the lines listed above, then import the file."
+    return ("Correct the lines listed above and import the file again with --on-conflict skip, so the rows "
+            "kept now are not reported as taken.")
 
 
 def _stdin():
@@ -88,24 +111,46 @@ def _open(file: str):
     return stream, size
 
 
-class _progress:
-    """A rich progress bar by bytes read, on stderr, only when stderr is a terminal."""
+def _quoted(path: str) -> str:
+    import shlex
 
-    def __init__(self, total: int | None):
-        self.total = total
+    return shlex.quote(path)
+
+
+class _Counting:
+    """The input, counting the lines read so far (for the progress line and after Ctrl-C)."""
+
+    def __init__(self, stream):
+        self._stream, self.lines = stream, 0
+
+    def readline(self, limit: int = -1) -> bytes:
+        line = self._stream.readline(limit)
+        if line.endswith(b"\n"):
+            self.lines += 1
+        return line
+
+    def __getattr__(self, name):  # fileno, read, ... as the stream has them
+        return getattr(self._stream, name)
+
+
+class _progress:
+    """A progress line on stderr, only when stderr is a terminal: rows read, and a bar by bytes."""
+
+    def __init__(self, total: int | None, counter: _Counting):
+        self.total, self.counter = total, counter
         self.bar = None
 
     def __enter__(self):
         if not render.is_tty(sys.stderr):
             return None
         from rich.console import Console
-        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        self.bar = Progress(TextColumn("importing"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-                            console=Console(stderr=True), transient=True)
+        self.bar = Progress(TextColumn("importing"), BarColumn(), TextColumn("{task.fields[rows]} lines read"),
+                            TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=True)
         self.bar.start()
-        task = self.bar.add_task("import", total=self.total)
-        return lambda done: self.bar.update(task, completed=done)
+        task = self.bar.add_task("import", total=self.total, rows="0")
+        return lambda done: self.bar.update(task, completed=done, rows=f"{self.counter.lines:,}")
 
     def __exit__(self, *exc):
         if self.bar is not None:
@@ -115,7 +160,12 @@ class _progress:
 
 def _summary(result, file: str) -> None:
     source = "standard input" if file == "-" else file
-    head = "Dry run, nothing was written" if result.dry_run else "Imported"
+    if result.dry_run:
+        head = "Dry run, nothing was written"
+    elif result.added or result.updated:
+        head = "Imported"
+    else:
+        head = "Nothing imported"
     render.info(f"{head}: {source} ({result.format}): read {result.read}, added {result.added}, "
                 f"updated {result.updated}, unchanged {result.unchanged}, skipped {result.skipped}, "
                 f"bad {result.bad_count}.")

@@ -7,32 +7,52 @@ from typing import List, Optional
 import typer
 
 from . import render
-from .runtime import SecretInput, handle_errors, service_ctx
+from .runtime import FORMAT, NO_HEADERS, SecretInput, handle_errors, service_ctx
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None)
 
 JSON = typer.Option(False, "--json", help="Print JSON.")
+LIST_LIMIT = 1000
 
 
-def read_new_password(secrets: SecretInput) -> str:
+def read_new_password(secrets: SecretInput, check=None) -> str:
+    """From stdin, the environment, or a prompt that checks the policy (`check`) before the confirmation."""
     if secrets.stdin:
         return secrets.line(0, "the new password")
     if secrets.env:
         return secrets.from_env("the new password")
-    return secrets.prompt_new_password()
+    return secrets.prompt_new_password(check)
+
+
+def policy_check(sctx, existing: str | None = None, **account):
+    """A check for prompt_new_password: an existing account's (its details and history), or the
+    given details of a new one, or (neither) the policy alone."""
+    def check(password: str) -> None:
+        from ..errors import B24Error
+        from ..services.policy import check as check_password, enforce
+
+        if existing is None:
+            enforce(sctx.settings.policy, password, **account)
+            return
+        found = check_password(sctx, password, existing)["violations"]
+        if found:
+            raise B24Error("password_policy", "the password does not meet the policy: "
+                           + "; ".join(v["message"] for v in found), violations=found)
+
+    return check
 
 
 @app.command("add")
 @handle_errors
 def add(
     ctx: typer.Context,
-    login: str = typer.Argument(..., help="The login name."),
-    email: Optional[str] = typer.Option(None, "--email"),
-    phone: Optional[str] = typer.Option(None, "--phone", help="Any common spelling; stored as E.164."),
-    name: Optional[str] = typer.Option(None, "--name"),
-    last_name: Optional[str] = typer.Option(None, "--last-name"),
-    lang: Optional[str] = typer.Option(None, "--lang", help="en, ru, de, it or pt."),
-    social: List[str] = typer.Option([], "--social", help="PROVIDER:SUBJECT; repeatable."),
+    login: str = typer.Argument(..., metavar="LOGIN", help="The login name."),
+    email: Optional[str] = typer.Option(None, "--email", metavar="EMAIL", help="The email address (a login too)."),
+    phone: Optional[str] = typer.Option(None, "--phone", metavar="PHONE", help="Any common spelling; stored as E.164."),
+    name: Optional[str] = typer.Option(None, "--name", metavar="NAME", help="First name."),
+    last_name: Optional[str] = typer.Option(None, "--last-name", metavar="NAME", help="Last name."),
+    lang: Optional[str] = typer.Option(None, "--lang", metavar="LANG", help="en, ru, de, it or pt."),
+    social: List[str] = typer.Option([], "--social", metavar="PROVIDER:SUBJECT", help="PROVIDER:SUBJECT; repeatable."),
     no_password: bool = typer.Option(False, "--no-password", help="A social-only account (needs --social)."),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
     password_env: Optional[str] = typer.Option(None, "--password-env", metavar="VAR",
@@ -41,8 +61,11 @@ def add(
 ):
     """Add an account.
 
-    Examples: echo "$PW" | b24recover user add anna --email anna@example.com --password-stdin;
-    b24recover user add vk_123 --social vkontakte:123 --no-password
+    Examples:
+
+    \b
+      printf '%s\\n' "$PW" | b24recover user add anna --email anna@example.com --password-stdin
+      b24recover user add vk_10442 --social vkontakte:10442 --no-password --lang ru
     """
     from ..errors import B24Error
     from ..services import accounts
@@ -57,7 +80,9 @@ def add(
     if not no_password:
         from ..services.credentials import prepare_password
 
-        password = read_new_password(SecretInput(stdin=password_stdin, env=password_env, as_json=as_json))
+        password = read_new_password(SecretInput(stdin=password_stdin, env=password_env, as_json=as_json),
+                                     policy_check(sctx, login=acc.login, name=acc.name, last_name=acc.last_name,
+                                                  email=acc.email))
         new = prepare_password(sctx, password, None, login=acc.login, name=acc.name,
                                last_name=acc.last_name, email=acc.email)
     view = accounts.add_user(sctx, acc, new)
@@ -70,11 +95,15 @@ def add(
 
 @app.command("show")
 @handle_errors
-def show(ctx: typer.Context, login: str = typer.Argument(...), as_json: bool = JSON):
+def show(ctx: typer.Context, login: str = typer.Argument(..., metavar="LOGIN", help="The account's login."), as_json: bool = JSON):
     """Everything about one account: identifiers, sign-in methods, state, control strings,
     last messages and recent audit events. Never a secret.
 
-    Example: b24recover user show anna
+    Examples:
+
+    \b
+      b24recover user show anna.ivanova
+      b24recover user show vk_48151623 --json
     """
     from ..services.accounts import show_user
 
@@ -108,39 +137,52 @@ def list_(
     social_only: bool = typer.Option(False, "--social-only", help="Only accounts without a password that sign in through a social network."),
     blocked: bool = typer.Option(False, "--blocked", help="Only blocked accounts."),
     must_change: bool = typer.Option(False, "--must-change", help="Only accounts that must change their password."),
+    limit: int = typer.Option(LIST_LIMIT, "--limit", metavar="N", help="At most N accounts (0: all)."),
+    fmt: Optional[str] = FORMAT,
+    no_headers: bool = NO_HEADERS,
     as_json: bool = JSON,
 ):
-    """List accounts.
+    """List accounts by login. On a terminal, long listings go through $PAGER (less -FRX).
 
-    Example: b24recover user list --social-only --json
+    Examples:
+
+    \b
+      b24recover user list --social-only --json
+      b24recover user list --blocked --format csv --no-headers
+      b24recover user list --limit 0 --format tsv
     """
-    from ..services.accounts import list_users
+    from ..services.accounts import count_users, list_users
+    from . import listing
 
-    accounts = list(list_users(service_ctx(ctx), social_only=social_only, blocked=blocked, must_change=must_change))
-    if as_json:
-        render.emit_json({"accounts": accounts})
-    else:
-        render.table(render.ACCOUNT_COLUMNS, accounts)
+    listing.check(limit, fmt)
+    sctx = service_ctx(ctx)
+    filters = dict(social_only=social_only, blocked=blocked, must_change=must_change)
+    listing.emit("accounts", render.ACCOUNT_COLUMNS, list_users(sctx, limit=limit, **filters), limit=limit,
+                 fmt=fmt, as_json=as_json, headers=not no_headers, what="accounts",
+                 remaining=lambda shown: count_users(sctx, **filters) - shown)
 
 
 @app.command("update")
 @handle_errors
 def update(
     ctx: typer.Context,
-    login: str = typer.Argument(...),
-    email: Optional[str] = typer.Option(None, "--email"),
-    clear_email: bool = typer.Option(False, "--clear-email"),
-    phone: Optional[str] = typer.Option(None, "--phone"),
-    clear_phone: bool = typer.Option(False, "--clear-phone"),
-    name: Optional[str] = typer.Option(None, "--name"),
-    last_name: Optional[str] = typer.Option(None, "--last-name"),
-    lang: Optional[str] = typer.Option(None, "--lang"),
+    login: str = typer.Argument(..., metavar="LOGIN", help="The account's login."),
+    email: Optional[str] = typer.Option(None, "--email", metavar="EMAIL", help="A new email address."),
+    clear_email: bool = typer.Option(False, "--clear-email", help="Remove the email address."),
+    phone: Optional[str] = typer.Option(None, "--phone", metavar="PHONE", help="A new phone number (any spelling)."),
+    clear_phone: bool = typer.Option(False, "--clear-phone", help="Remove the phone number."),
+    name: Optional[str] = typer.Option(None, "--name", metavar="NAME", help="First name."),
+    last_name: Optional[str] = typer.Option(None, "--last-name", metavar="NAME", help="Last name."),
+    lang: Optional[str] = typer.Option(None, "--lang", metavar="LANG", help="en, ru, de, it or pt."),
     rename: Optional[str] = typer.Option(None, "--rename", metavar="NEW", help="A new login."),
     as_json: bool = JSON,
 ):
     """Change an account. Changing the login, email or phone revokes active control strings.
 
-    Example: b24recover user update anna --email anna.new@example.com
+    Examples:
+
+    \b
+      b24recover user update anna.ivanova --email anna.petrova@example.ru
     """
     from ..errors import B24Error
     from ..services.accounts import update_user
@@ -155,6 +197,9 @@ def update(
         render.emit_json(view)
     else:
         render.account(view)
+        if view["revoked"]:
+            render.info(f"{view['revoked']} active control string(s) of {view['login']} revoked by the change "
+                        "(Bitrix behaviour): send a new one if needed.")
 
 
 def _block(ctx, login: str, blocked: bool, as_json: bool) -> None:
@@ -169,20 +214,26 @@ def _block(ctx, login: str, blocked: bool, as_json: bool) -> None:
 
 @app.command("block")
 @handle_errors
-def block(ctx: typer.Context, login: str = typer.Argument(...), as_json: bool = JSON):
+def block(ctx: typer.Context, login: str = typer.Argument(..., metavar="LOGIN", help="The account's login."), as_json: bool = JSON):
     """Block an account; its active control strings are revoked and no new ones are sent.
 
-    Example: b24recover user block anna
+    Examples:
+
+    \b
+      b24recover user block anna.ivanova
     """
     _block(ctx, login, True, as_json)
 
 
 @app.command("unblock")
 @handle_errors
-def unblock(ctx: typer.Context, login: str = typer.Argument(...), as_json: bool = JSON):
+def unblock(ctx: typer.Context, login: str = typer.Argument(..., metavar="LOGIN", help="The account's login."), as_json: bool = JSON):
     """Unblock an account.
 
-    Example: b24recover user unblock anna
+    Examples:
+
+    \b
+      b24recover user unblock anna.ivanova
     """
     _block(ctx, login, False, as_json)
 

@@ -198,14 +198,14 @@ def update_user(ctx: Ctx, login: str, *, email: str | None = None, clear_email: 
                    phone=changes.get("phone"), owner_id=row["id"], skeleton=changes.get("login_skeleton"))
         actual = {k: v for k, v in changes.items() if row[k] != v}
         if not actual:
-            return account_view(conn, row)
+            return {**account_view(conn, row), "revoked": 0}
         actual["updated_at"] = ctx.now()
         user_store.update(conn, row["id"], actual)
         revoked = revoke_on_change(conn, row["id"], actual, ctx.now())
         shown = {k: v for k, v in actual.items() if k in ("email", "phone", "name", "last_name", "lang", "login")}
         ctx.audit(conn, "user.update", actual.get("login", row["login"]), changes=shown,
                   old_login=row["login"] if "login" in actual else None, revoked=revoked)
-        return account_view(conn, user_store.by_id(conn, row["id"]))
+        return {**account_view(conn, user_store.by_id(conn, row["id"])), "revoked": revoked}
 
 
 def set_blocked(ctx: Ctx, login: str, blocked: bool) -> dict:
@@ -220,10 +220,18 @@ def set_blocked(ctx: Ctx, login: str, blocked: bool) -> dict:
         return account_view(conn, user_store.by_id(conn, row["id"]))
 
 
-def list_users(ctx: Ctx, *, social_only: bool = False, blocked: bool = False, must_change: bool = False):
+def list_users(ctx: Ctx, *, social_only: bool = False, blocked: bool = False, must_change: bool = False,
+               limit: int | None = None):
+    """Accounts by login; with `limit`, one more than asked so the caller can tell it was cut."""
     conn = ctx.store.conn
-    for row in user_store.listing(conn, social_only=social_only, blocked=blocked, must_change=must_change):
+    rows = user_store.listing(conn, social_only=social_only, blocked=blocked, must_change=must_change,
+                              limit=limit + 1 if limit else None)
+    for row in rows:
         yield account_view(conn, row)
+
+
+def count_users(ctx: Ctx, *, social_only: bool = False, blocked: bool = False, must_change: bool = False) -> int:
+    return user_store.count_listing(ctx.store.conn, social_only=social_only, blocked=blocked, must_change=must_change)
 
 
 def show_user(ctx: Ctx, login: str) -> dict:

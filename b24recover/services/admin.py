@@ -102,17 +102,23 @@ def _refuse_current(ctx: Ctx, user, scheme: str | None) -> B24Error:
     return B24Error("password_incorrect", "the current password is not correct")
 
 
+def verify_current(ctx: Ctx, login: str, current: str):
+    """The account, when `current` is its password; a wrong one is counted and audited (exit 6)."""
+    user = get_user(ctx.store.conn, login)
+    if user["blocked"]:
+        raise B24Error("blocked", f"the account {user['login']} is blocked")
+    if not verify_password(current, user["password_hash"]):  # slow: before the write lock
+        raise _refuse_current(ctx, user, scheme_of(user["password_hash"]))
+    return user
+
+
 def passwd(ctx: Ctx, login: str, current: str, new_password: str) -> dict:
     """`passwd`: change a password knowing the current one. The current one may be a bcrypt hash or
     an imported Bitrix hash ($6$ SHA-512-crypt, salt + md5, bare md5); the new one is always
     stored as bcrypt-sha256, so a legacy hash is upgraded here."""
-    user = get_user(ctx.store.conn, login)
-    if user["blocked"]:
-        raise B24Error("blocked", f"the account {user['login']} is blocked")
+    user = verify_current(ctx, login, current)
     stored = user["password_hash"]
     scheme = scheme_of(stored)
-    if not verify_password(current, stored):  # slow: before the write lock
-        raise _refuse_current(ctx, user, scheme)
     new = prepare_password(ctx, new_password, user, notify=True)
     with ctx.store.write() as conn:
         row = user_store.by_id(conn, user["id"])

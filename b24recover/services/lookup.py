@@ -21,7 +21,8 @@ def _fts_query(text: str) -> str | None:
     return " AND ".join('"' + w.replace('"', '""') + '"*' for w in words[:8])
 
 
-def lookup(ctx: Ctx, query: str, by: str = "auto") -> list[dict]:
+def lookup(ctx: Ctx, query: str, by: str = "auto", limit: int = 50) -> list[dict]:
+    """Matching accounts; a name search returns up to `limit` + 1 (0: all), so a caller can tell it was cut."""
     if by not in BY:
         raise B24Error("usage", f"--by must be one of {', '.join(BY)}")
     query = ids.clean_text(query, "the query", max_len=320, allow_empty=False).strip()
@@ -51,7 +52,7 @@ def lookup(ctx: Ctx, query: str, by: str = "auto") -> list[dict]:
     if by == "name" or (by == "auto" and not rows):
         fts = _fts_query(query)
         if fts:
-            for row in user_store.by_name(conn, fts):
+            for row in user_store.by_name(conn, fts, limit + 1 if limit else -1):
                 add(row)
     if not rows:
         raise B24Error("not_found", f"no account matches {query!r}",

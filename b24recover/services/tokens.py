@@ -70,7 +70,7 @@ def recipient_for(conn, user, channel: str) -> str:
                             f"b24recover link {user['login']} --{field} {pending['address']}")
     what = "social-network-only account" if user["password_hash"] is None else "account"
     raise B24Error(code, f"the {what} {user['login']} has no {field} on file",
-                   hint=f"Link one first: b24recover link {user['login']} --{field} ADDRESS")
+                   hint=f"Link one first: b24recover link {user['login']} --{field} {'ADDRESS' if field == 'email' else 'NUMBER'}")
 
 
 def create(ctx: Ctx, conn, user, *, via: str, ttl: int | None, purpose: str = "recovery",

@@ -158,7 +158,8 @@ def init_store(path: str | Path) -> tuple[Store, list[str]]:
     """Create or upgrade the store; safe when several processes run it at once."""
     path = Path(path)
     if path.parent and not path.parent.exists():
-        raise B24Error("store_missing", f"the folder {path.parent} does not exist")
+        raise B24Error("store_missing", f"the folder {path.parent} does not exist",
+                       hint=f"Create it first (mkdir -p {path.parent}), then run: b24recover init.")
     if not os.path.lexists(path):
         _create_private(path)
     check_store_files(path, tighten=True)

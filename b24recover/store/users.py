@@ -76,7 +76,7 @@ def by_name(conn, fts_query: str, limit: int = 50):
     ).fetchall()
 
 
-def listing(conn, *, social_only: bool, blocked: bool, must_change: bool, limit: int | None = None):
+def _listing_where(social_only: bool, blocked: bool, must_change: bool) -> str:
     where = []
     if social_only:
         where.append("password_hash IS NULL AND EXISTS (SELECT 1 FROM social_identities s WHERE s.user_id = users.id)")
@@ -84,13 +84,18 @@ def listing(conn, *, social_only: bool, blocked: bool, must_change: bool, limit:
         where.append("blocked = 1")
     if must_change:
         where.append("must_change_password = 1")
-    sql = "SELECT * FROM users"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY login_key"
+    return (" WHERE " + " AND ".join(where)) if where else ""
+
+
+def listing(conn, *, social_only: bool, blocked: bool, must_change: bool, limit: int | None = None):
+    sql = "SELECT * FROM users" + _listing_where(social_only, blocked, must_change) + " ORDER BY login_key"
     if limit:
         sql += f" LIMIT {int(limit)}"
     return conn.execute(sql)
+
+
+def count_listing(conn, *, social_only: bool, blocked: bool, must_change: bool) -> int:
+    return conn.execute("SELECT count(*) FROM users" + _listing_where(social_only, blocked, must_change)).fetchone()[0]
 
 
 def socials(conn, user_id: int):
