@@ -42,7 +42,8 @@ from ..store import users as user_store
 from . import accounts
 from . import identifiers as ids
 from .context import Ctx
-from .passwords import is_recognised, scheme_of
+from . import bitrix_hash
+from .passwords import BCRYPT_SHA256, scheme_of
 
 BATCH_ROWS = 5000  # rows per transaction: 1,000 cost a quarter more time in fsyncs and FTS flushes
 MAX_LINE = 64 * 1024          # longer physical lines are bad rows
@@ -61,7 +62,6 @@ BITRIX_COLUMNS = ("LOGIN", "EMAIL", "PERSONAL_PHONE", "NAME", "LAST_NAME", "ACTI
 BITRIX_LANGS = {"en": "en", "ru": "ru", "de": "de", "it": "it", "pt": "pt", "br": "pt"}
 _TRUE = {"1", "true", "y", "yes"}
 _FALSE = {"0", "false", "n", "no"}
-_SHA512_CRYPT = re.compile(r"\$6\$(?:rounds=\d{1,9}\$)?[./0-9A-Za-z]{0,16}\$[./0-9A-Za-z]{86}")
 
 
 @dataclass
@@ -498,11 +498,14 @@ def normalize_phone(text: str, region: str) -> str:
 
 
 def check_hash(value: str, column: str) -> str:
+    """A password hash the tool can verify: its own bcrypt formats, or one Bitrix's
+    Password::equals can verify (bitrix_hash: the length rule, no $6$rounds=)."""
     value = ids.clean_text(value, f"the {column}", max_len=512)
-    scheme = scheme_of(value)
-    if not is_recognised(value) or (scheme == "sha512-crypt" and not _SHA512_CRYPT.fullmatch(value)):
-        raise B24Error("invalid_input", f"the {column} is not a recognised hash: Bitrix $6$ (SHA-512-crypt), "
-                       "8-character salt + md5, md5, or bcrypt")
+    if scheme_of(value) in (BCRYPT_SHA256, "bcrypt"):
+        return value
+    reason = bitrix_hash.refusal(value)
+    if reason is not None:
+        raise B24Error("invalid_input", f"the {column} is not a recognised hash: {reason}")
     return value
 
 
