@@ -47,7 +47,7 @@ from .passwords import BCRYPT_SHA256, scheme_of
 
 BATCH_ROWS = 5000  # rows validated together (and the most one transaction writes)
 PART_ROWS = 1000   # rows of the first transaction; then sized by time (Writer)
-PART_SECONDS = 0.25  # how long one import transaction holds the write lock, about
+PART_SECONDS = 0.4  # how long an import writes before it pauses for others (one transaction, about)
 MAX_LINE = 64 * 1024          # longer physical lines are bad rows
 MAX_RECORD = 256 * 1024       # a quoted multi-line CSV record may not grow past this
 BAD_KEPT = 10_000             # bad rows listed in the result; bad_count has them all
@@ -826,9 +826,10 @@ class Writer:
         self.unique_email = ctx.settings.accounts.unique_email
         self.conn = ctx.store.conn
         self.pacer = pacer or Pacer(batch=PART_ROWS, target=PART_SECONDS, min_batch=50, max_batch=BATCH_ROWS,
-                                    window=PART_SECONDS)
+                                    window=PART_SECONDS * 0.9)
         self.added_ids: list[tuple[int, int]] = []  # (after, last]: ids added by each transaction
         self._seen_version = import_store.data_version(self.conn)
+        self.turn = import_store.ImportTurn(ctx.store.path)
         import_store.open_seen(self.conn)
         # A larger page cache for the store while importing: index pages of a big table stay
         # in memory instead of being re-read for every batch (measured: a third off each insert).
@@ -836,6 +837,7 @@ class Writer:
         import_store.set_cache_size(self.conn, -IMPORT_CACHE_KIB)
 
     def close(self) -> None:
+        self.turn.close()
         import_store.close_seen(self.conn)
         import_store.set_cache_size(self.conn, self.cache_size)
 
@@ -855,12 +857,16 @@ class Writer:
         at = 0
         while at < len(batch):
             size = self.pacer.batch
+            self.turn.take()
             began = time.monotonic()
             self._write_part(batch[at:at + size], claimed)
             self.pacer.took(time.monotonic() - began)
             self._seen_version = import_store.data_version(self.conn)
             at += size
+            yielded = self.pacer.yielded
             self.pacer.after_batch(self._others_wrote)
+            if self.pacer.yielded != yielded:
+                self.turn.give()  # after the pause: the next import's turn
 
     def _write_part(self, part: list, claimed: dict) -> None:
         result = self.result
