@@ -1078,7 +1078,7 @@ def _file_size(stream) -> int:
 def run_import(ctx: Ctx, stream, *, name: str = "-", fmt: str | None = None, on_conflict: str = "fail",
                dry_run: bool = False, progress=None, workers: int | None = None,
                parallel_after: int | None = None, update_passwords: bool = False, update_state: bool = False,
-               encoding: str | None = None, columns: list[str] | None = None) -> ImportResult:
+               encoding: str | None = None, columns: list[str] | None = None, pacer=None) -> ImportResult:
     """Import accounts from a binary stream. `progress(bytes_read)` is called after each batch.
 
     Raises B24Error for file-level problems (unknown format, bad header) before anything is
@@ -1101,7 +1101,8 @@ def run_import(ctx: Ctx, stream, *, name: str = "-", fmt: str | None = None, on_
         # A long file: helpers start at once, their start-up overlapping the first batches.
         parallel_after = 0 if _file_size(stream) >= PARALLEL_AT_ONCE else PARALLEL_AFTER
     validator = Validator(ctx, layout, workers, parallel_after)
-    writer = Writer(ctx, result, on_conflict, name, update_passwords=update_passwords, update_state=update_state)
+    writer = Writer(ctx, result, on_conflict, name, update_passwords=update_passwords, update_state=update_state,
+                    pacer=pacer)
     try:
         for batch in validator.map(batches(rows)):
             writer.write(batch)
