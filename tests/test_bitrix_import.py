@@ -244,3 +244,17 @@ def test_windows_1251_portal_verifies_cp1251_passwords(store, tmp_path, db_path,
         f.write('[portal]\ncharset = "windows-1251"\n')
     r = store("passwd", "olga", "--password-stdin", "--json", input=f"{password}\n{new}\n")
     assert r.exit_code == 0, r.stderr
+
+
+def test_user_add_follows_unique_email(store, config_path):
+    from conftest import add_user
+
+    add_user(store, "anna", "--email", "office@example.ru")
+    r = store("user", "add", "bob", "--email", "Office@Example.ru", "--password-stdin", "--json",
+              input="correct horse battery staple\n")
+    assert r.exit_code == 4 and r.error["code"] == "conflict"
+    with open(config_path, "a", encoding="utf-8") as f:
+        f.write("[accounts]\nunique_email = false\n")
+    add_user(store, "bob", "--email", "Office@Example.ru")
+    found = store("lookup", "office@example.ru", "--json").json["matches"]
+    assert sorted(m["login"] for m in found) == ["anna", "bob"]
