@@ -48,6 +48,7 @@ from .passwords import BCRYPT_SHA256, scheme_of
 BATCH_ROWS = 5000  # rows validated together (and the most one transaction writes)
 PART_ROWS = 1000   # rows of the first transaction; then sized by time (Writer)
 PART_SECONDS = 0.4  # how long an import writes before it pauses for others (one transaction, about)
+MAX_WINDOW = 0.9    # ...and at most, while its pauses find nobody waiting
 MAX_LINE = 64 * 1024          # longer physical lines are bad rows
 MAX_RECORD = 256 * 1024       # a quoted multi-line CSV record may not grow past this
 BAD_KEPT = 10_000             # bad rows listed in the result; bad_count has them all
@@ -826,9 +827,10 @@ class Writer:
         self.unique_email = ctx.settings.accounts.unique_email
         self.conn = ctx.store.conn
         self.pacer = pacer or Pacer(batch=PART_ROWS, target=PART_SECONDS, min_batch=50, max_batch=BATCH_ROWS,
-                                    window=PART_SECONDS * 0.9)
+                                    window=PART_SECONDS)
         self.added_ids: list[tuple[int, int]] = []  # (after, last]: ids added by each transaction
         self._seen_version = import_store.data_version(self.conn)
+        self._wrote_meanwhile = False
         self.turn = import_store.ImportTurn(ctx.store.path)
         import_store.open_seen(self.conn)
         # A larger page cache for the store while importing: index pages of a big table stay
@@ -848,6 +850,7 @@ class Writer:
     def _others_wrote(self) -> bool:
         now = import_store.data_version(self.conn)
         changed, self._seen_version = now != self._seen_version, now
+        self._wrote_meanwhile = self._wrote_meanwhile or changed
         return changed
 
     def write(self, batch: list) -> None:
@@ -863,10 +866,14 @@ class Writer:
             self.pacer.took(time.monotonic() - began)
             self._seen_version = import_store.data_version(self.conn)
             at += size
-            yielded = self.pacer.yielded
+            yielded, self._wrote_meanwhile = self.pacer.yielded, False
             self.pacer.after_batch(self._others_wrote)
             if self.pacer.yielded != yielded:
                 self.turn.give()  # after the pause: the next import's turn
+                # Nobody used the pause: write longer before the next one (up to MAX_WINDOW, so a
+                # newcomer still waits about a second at most); someone did: pause sooner again.
+                self.pacer.window = (PART_SECONDS if self._wrote_meanwhile
+                                     else min(MAX_WINDOW, self.pacer.window * 2))
 
     def _write_part(self, part: list, claimed: dict) -> None:
         result = self.result
