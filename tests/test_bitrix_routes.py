@@ -122,3 +122,16 @@ def test_documented_route_imports_every_account(route, portals, tmp_path):
     assert set(got) == set(want)
     for key, account in want.items():
         assert got[key] == account, key
+
+
+@pytest.mark.parametrize("engine, port", [("mariadb", "MYSQL_PORT"), ("postgres", "PG_PORT")])
+def test_no_server_skips_with_a_reason_but_fails_under_ci(engine, port, monkeypatch):
+    import portal_db
+
+    monkeypatch.setattr(portal_db, port, 9)  # the discard port: nothing listens there
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no .* server at 127.0.0.1:9"):
+        PortalDB.create(engine)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        PortalDB.create(engine)
