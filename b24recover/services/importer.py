@@ -48,7 +48,7 @@ from .passwords import BCRYPT_SHA256, scheme_of
 BATCH_ROWS = 5000  # rows validated together (and the most one transaction writes)
 PART_ROWS = 1000   # rows of the first transaction; then sized by time (Writer)
 PART_SECONDS = 0.4  # how long an import writes before it pauses for others (one transaction, about)
-MAX_WINDOW = 0.9    # ...and at most, while its pauses find nobody waiting
+MAX_WINDOW = 0.6    # ...and at most, while its pauses find nobody waiting
 MAX_LINE = 64 * 1024          # longer physical lines are bad rows
 MAX_RECORD = 256 * 1024       # a quoted multi-line CSV record may not grow past this
 BAD_KEPT = 10_000             # bad rows listed in the result; bad_count has them all
