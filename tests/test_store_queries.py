@@ -27,7 +27,7 @@ def db(tmp_path):
 def account(login: str, email: str | None = None, phone: str | None = None, name: str = "") -> tuple:
     """A row in INSERT_COLUMNS order."""
     return (login, login.lower(), email, email.lower() if email else None, phone, name, "", "en", 0, None,
-            NOW, NOW, None)
+            NOW, NOW, None, None, None, None)  # external, profile_phone, portal_id
 
 
 def add(conn, login: str, **fields) -> int:
@@ -52,8 +52,8 @@ def test_insert_many_spans_several_statements_and_returns_the_ids(db):
         assert import_store.insert_many(conn, rows[:3], returning=False) == {}
         ids_by_key = import_store.insert_many(conn, rows[3:], returning=True)
     assert len(ids_by_key) == len(rows) - 3
-    for key, user_id in ids_by_key.items():
-        assert user_store.by_id(db.conn, user_id)["login_key"] == key
+    for (key, external), user_id in ids_by_key.items():
+        assert user_store.by_id(db.conn, user_id)["login_key"] == key and external is None
     assert user_store.max_id(db.conn) == len(rows)
     # The full-text trigger ran for every row of a multi-row INSERT.
     last = len(rows) - 1  # (the rows per statement depend on the number of columns)

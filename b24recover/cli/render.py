@@ -309,8 +309,11 @@ def account(acc: dict) -> None:
         ("social", acc["social"]),
         ("pending", acc["pending"]),
         ("must change", acc["must_change_password"]),
+        *([("external", acc["external"])] if acc.get("external") else []),
+        *([("portal ID", acc["portal_id"])] if acc.get("portal_id") is not None else []),
     ])
 
 
 ACCOUNT_COLUMNS = [("login", "Login"), ("name", "Name"), ("last_name", "Last name"), ("email", "Email"),
-                   ("phone", "Phone"), ("state", "State"), ("has_password", "Password"), ("social", "Social")]
+                   ("phone", "Phone"), ("state", "State"), ("has_password", "Password"), ("social", "Social"),
+                   ("external", "External")]

@@ -43,6 +43,8 @@ def account_view(conn, row) -> dict:
         "social": sorted({s["provider"] for s in socials}),
         "pending": [pending["address"]] if pending else [],
         "must_change_password": bool(row["must_change_password"]),
+        "portal_id": row["portal_id"],
+        "external": row["external"],
     }
 
 
@@ -51,6 +53,10 @@ def get_user(conn, login: str):
     if row is None:
         raise B24Error("not_found", f"no account with the login {login!r}")
     return row
+
+
+def _who(row) -> str:
+    return f"{row['login']!r}" + (f" ({row['external']})" if row["external"] else "")
 
 
 def revoke_on_change(conn, user_id: int, changes: dict, now: int) -> int:
@@ -64,13 +70,18 @@ def revoke_on_change(conn, user_id: int, changes: dict, now: int) -> int:
 
 
 def check_free(conn, *, login_key: str | None = None, email_key: str | None = None,
-               phone: str | None = None, owner_id: int | None = None, skeleton: str | None = None) -> None:
+               phone: str | None = None, owner_id: int | None = None, skeleton: str | None = None,
+               external: str | None = None, unique_email: bool = True, portal_id: int | None = None) -> None:
     """An identifier already used by another account is a conflict that names that account;
-    so is a login that looks like another account's (the same TR39 skeleton)."""
+    so is a login that looks like another account's (the same TR39 skeleton).
+
+    Logins are unique per (login, external id), as in Bitrix; emails only while
+    `[accounts] unique_email` is true (Bitrix's new_user_email_uniq_check)."""
     checks = (
-        ("login", login_key, user_store.by_login_key),
-        ("email", email_key, user_store.by_email_key),
+        ("login", login_key, lambda c, k: user_store.by_login(c, k, external)),
+        ("email", email_key if unique_email else None, user_store.by_email_key),
         ("phone", phone, user_store.by_phone),
+        ("portal ID", portal_id, user_store.by_portal_id),
     )
     for what, value, finder in checks:
         if value is None:
@@ -79,11 +90,11 @@ def check_free(conn, *, login_key: str | None = None, email_key: str | None = No
         if other is not None and other["id"] != owner_id:
             raise B24Error(
                 "conflict",
-                f"the {what} is already used by the account {other['login']!r}",
+                f"the {what} is already used by the account {_who(other)}",
                 owner=other["login"],
             )
     if skeleton is not None:
-        other = user_store.by_login_skeleton(conn, skeleton, exclude_id=owner_id)
+        other = user_store.by_login_skeleton(conn, skeleton, exclude_id=owner_id, external=external)
         if other is not None:
             raise B24Error(
                 "conflict",
@@ -126,7 +137,8 @@ def insert_account(ctx: Ctx, conn, acc: NewAccount, action: str = "user.add", **
     email_key = ids.normalize_email(acc.email)[1] if acc.email else None
     key = ids.login_key(acc.login)
     skeleton = ids.login_skeleton(acc.login)
-    check_free(conn, login_key=key, email_key=email_key, phone=acc.phone, skeleton=skeleton)
+    check_free(conn, login_key=key, email_key=email_key, phone=acc.phone, skeleton=skeleton,
+               unique_email=ctx.settings.accounts.unique_email)
     for provider, subject in acc.social:
         owner = user_store.social_owner(conn, provider, subject)
         if owner is not None:
@@ -195,7 +207,8 @@ def update_user(ctx: Ctx, login: str, *, email: str | None = None, clear_email: 
     with ctx.store.write() as conn:
         row = get_user(conn, login)
         check_free(conn, login_key=changes.get("login_key"), email_key=changes.get("email_key"),
-                   phone=changes.get("phone"), owner_id=row["id"], skeleton=changes.get("login_skeleton"))
+                   phone=changes.get("phone"), owner_id=row["id"], skeleton=changes.get("login_skeleton"),
+                   external=row["external"], unique_email=ctx.settings.accounts.unique_email)
         actual = {k: v for k, v in changes.items() if row[k] != v}
         if not actual:
             return {**account_view(conn, row), "revoked": 0}
@@ -252,6 +265,9 @@ def show_user(ctx: Ctx, login: str) -> dict:
                               for s in user_store.socials(conn, row["id"])],
         "pending_addresses": [{"channel": pending["channel"], "address": pending["address"],
                                "since": iso(pending["created_at"])}] if pending else [],
+        "profile_phone": row["profile_phone"],
+        "portal_synced_at": iso(row["portal_synced_at"]),
+        "portal_gone": bool(row["portal_gone"]),
         "password_scheme": scheme_of(row["password_hash"]),
         "legacy_hash": is_legacy(row["password_hash"]),
         "failed_attempts": row["failed_attempts"],

@@ -16,6 +16,7 @@ from ..store import users as user_store
 from . import identifiers as ids
 from . import notices
 from .accounts import get_user
+from .bitrix import refuse_external
 from .context import Ctx
 from .credentials import account_fields, prepare_password, store_password
 from .passwords import BCRYPT_SHA256, is_legacy, scheme_of, verify_password
@@ -70,6 +71,7 @@ def reset(ctx: Ctx, login: str, password: str | None = None, *, generate: bool =
         raise B24Error("usage", "give either a new password or --generate, not both")
     reason = _reason(reason)
     user = get_user(ctx.store.conn, login)
+    refuse_external(user)
     if generate:
         password = generate_password(ctx, user)
     new = prepare_password(ctx, password, user, notify=notify)  # slow: before the write lock
@@ -105,9 +107,10 @@ def _refuse_current(ctx: Ctx, user, scheme: str | None) -> B24Error:
 def verify_current(ctx: Ctx, login: str, current: str):
     """The account, when `current` is its password; a wrong one is counted and audited (exit 6)."""
     user = get_user(ctx.store.conn, login)
+    refuse_external(user)
     if user["blocked"]:
         raise B24Error("blocked", f"the account {user['login']} is blocked")
-    if not verify_password(current, user["password_hash"]):  # slow: before the write lock
+    if not verify_password(current, user["password_hash"], ctx.settings.portal.charset):  # slow: before the write lock
         raise _refuse_current(ctx, user, scheme_of(user["password_hash"]))
     return user
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 IN_CHUNK = 900  # values per IN (...) list, under SQLite's oldest variable limit
 
 # Where each identifier lives; the only names ever put into the SQL text.
-KEY_TABLES = {"login_key": "users", "login_skeleton": "users", "email_key": "users", "phone": "users", "address_key": "pending_addresses"}
+KEY_TABLES = {"login_key": "users", "login_skeleton": "users", "email_key": "users", "phone": "users",
+              "portal_id": "users", "address_key": "pending_addresses"}
 
 INSERT_COLUMNS = ("login", "login_key", "email", "email_key", "phone", "name", "last_name", "lang",
-                  "blocked", "password_hash", "created_at", "updated_at", "password_changed_at", "login_skeleton")
+                  "blocked", "password_hash", "created_at", "updated_at", "password_changed_at",
+                  "external", "profile_phone", "portal_id", "login_skeleton")
 _ROWS_PER_INSERT = 32766 // len(INSERT_COLUMNS) // 4
 
 
@@ -41,8 +43,8 @@ def socials_in_use(conn, pairs: list) -> set:
 def insert_many(conn, rows: list[tuple], returning: bool) -> dict[str, int]:
     """Insert accounts given as tuples in INSERT_COLUMNS order, with one multi-row INSERT per
     chunk: the full-text trigger then costs a fraction of one insert per statement. Returns
-    login_key -> id when asked."""
-    ids_by_key: dict[str, int] = {}
+    (login_key, external) -> id when asked."""
+    ids_by_key: dict[tuple, int] = {}
     one = "(" + ",".join("?" * len(INSERT_COLUMNS)) + ")"
     width = len(INSERT_COLUMNS)
     # login_skeleton, the last column, may be left off: NULL, which `init` fills in.
@@ -50,10 +52,10 @@ def insert_many(conn, rows: list[tuple], returning: bool) -> dict[str, int]:
     for chunk in chunks(rows, _ROWS_PER_INSERT):
         sql = f"INSERT INTO users ({', '.join(INSERT_COLUMNS)}) VALUES " + ",".join([one] * len(chunk))
         if returning:
-            sql += " RETURNING id, login_key"
+            sql += " RETURNING id, login_key, external"
         cur = conn.execute(sql, [x for row in chunk for x in row])
         if returning:
-            ids_by_key.update((key, user_id) for user_id, key in cur.fetchall())
+            ids_by_key.update(((key, external), user_id) for user_id, key, external in cur.fetchall())
     return ids_by_key
 
 
@@ -89,6 +91,46 @@ def seen_lines(conn, hashes: list[int]) -> dict[int, int]:
         sql = f"SELECT hash, line FROM temp.import_seen WHERE hash IN ({','.join('?' * len(chunk))})"
         found.update(conn.execute(sql, chunk).fetchall())
     return found
+
+
+class ImportTurn:
+    """Concurrent imports of one store take turns: an advisory lock on `<store>.import-lock`.
+
+    SQLite has no queue for its write lock. With several imports each re-taking it as soon as
+    it is free, a short command waiting in its busy handler competes with all of them at every
+    release and can lose for many seconds. Holding this lock across a writing window and the
+    pause after it, one import writes at a time, and the pause is free for everyone else."""
+
+    def __init__(self, store_path):
+        import os
+
+        self.fd = os.open(f"{store_path}.import-lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        self.held = False
+
+    def take(self) -> None:
+        import fcntl
+
+        if not self.held:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            self.held = True
+
+    def give(self) -> None:
+        import fcntl
+
+        if self.held:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            self.held = False
+
+    def close(self) -> None:
+        import os
+
+        self.give()
+        os.close(self.fd)
+
+
+def data_version(conn) -> int:
+    """Changes whenever another connection commits: how an import sees that a waiter got in."""
+    return conn.execute("PRAGMA data_version").fetchone()[0]
 
 
 # ---- the page cache -----------------------------------------------------------------------------
