@@ -34,6 +34,14 @@ run_failing() {
     printf '%s(exit %s, as expected)%s\n' "$dim" "$got" "$off"
 }
 newest_mail() { ls -t portal.db.outbox/mail/new/* | head -1; }
+mail_count() { ls portal.db.outbox/mail/new/ 2>/dev/null | wc -l; }
+# `token request` answers first and delivers right after, in a process of its own (so its answer
+# takes the same time whatever happened): wait until the message has landed.
+await_mail() {
+    local want=$1 i
+    for i in $(seq 100); do [ "$(mail_count)" -ge "$want" ] && return 0; sleep 0.1; done
+    echo "no message arrived; see: b24recover outbox list" >&2; exit 1
+}
 checkword() { grep -o 'USER_CHECKWORD=[0-9a-z]*' "$1" | head -1 | cut -d= -f2; }
 # A message as a mail program shows it: decoded headers and text, not raw MIME.
 show_mail() {
@@ -71,7 +79,9 @@ step "A social-network-only account"
 run b24recover user show vk_48151623
 
 step "Forgot password by email: the portal asks, the message lands in the Maildir"
+before=$(mail_count)
 run b24recover token request anna.ivanova@example.ru
+await_mail $((before + 1))
 first=$(newest_mail)
 say "the message, decoded ($first)"
 show_mail "$first"
@@ -79,7 +89,9 @@ old=$(checkword "$first")
 
 step "A second request two seconds later: only the newest link works"
 sleep 2
+before=$(mail_count)
 run b24recover token request anna.ivanova@example.ru
+await_mail $((before + 1))
 new=$(checkword "$(newest_mail)")
 say "trying the first link again"
 run_failing 6 'printf "%s\n%s\n" "$OLD_LINK" "$PASSWORD"' b24recover redeem anna.ivanova --control-string-stdin --password-stdin \
