@@ -66,7 +66,9 @@ def test_upgrade_keeps_every_row_and_reference(cli, db_path, monkeypatch):
     after = snapshot(conn)
     for table in CHILDREN:
         kept = after[table][:len(before[table])] if table == "audit_log" else after[table]  # + init's event
-        assert kept == before[table], table
+        # later migrations may add columns to a table (outbox: its lease): the old ones are kept as they were
+        assert [row[:len(old)] for row, old in zip(kept, before[table])] == [tuple(r) for r in before[table]], table
+        assert len(kept) == len(before[table]), table
     assert [row[:16] for row in after["users"]] == [tuple(row) for row in before["users"]]
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert conn.execute("PRAGMA foreign_key_check").fetchall() == []

@@ -91,7 +91,7 @@ def test_limit_more_and_formats(store, db_path, proc):
     assert len(body["accounts"]) == 31 and "more" not in body
     done = proc("user", "list", "--limit", "5", "--format", "csv", "--no-headers")
     lines = done.stdout.splitlines()
-    assert len(lines) == 5 and lines[0] == "seed,,,seed@example.com,,active,yes," and lines[1].startswith("user000,")
+    assert len(lines) == 5 and lines[0] == "seed,,,seed@example.com,,active,yes,," and lines[1].startswith("user000,")
     assert "26 more accounts not shown" in done.stderr and "--limit" in done.stderr
     tsv = proc("user", "list", "--limit", "3", "-o", "tsv").stdout.splitlines()
     assert tsv[0].split("\t")[0] == "Login" and len(tsv) == 4

@@ -74,7 +74,8 @@ def import_users(
         with _progress(size, stream) as progress:
             result = run_import(sctx, stream, name=file, fmt=fmt, on_conflict=on_conflict,
                                 dry_run=dry_run, progress=progress, update_passwords=update_passwords,
-                                update_state=update_state, encoding=encoding, columns=column_names)
+                                update_state=update_state, encoding=encoding, columns=column_names,
+                                on_bad=progress.bad if progress else None)
     except KeyboardInterrupt:
         again = f"b24recover user import {_quoted(file)}" if file != "-" else "the same import"
         render.info(f"Interrupted after reading {stream.lines:,} line(s). Rows are written in short "
@@ -167,12 +168,30 @@ class _progress:
                             TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=True)
         self.bar.start()
         task = self.bar.add_task("import", total=self.total, rows="0")
-        return lambda done: self.bar.update(task, completed=done, rows=f"{self.counter.lines:,}")
+        return _Updates(self.bar, task, self.counter)
 
     def __exit__(self, *exc):
         if self.bar is not None:
             self.bar.stop()
         return False
+
+
+class _Updates:
+    """What the import calls while it runs: after each batch, and for each bad row (shown above
+    the bar as it is found, the first SHOWN_BAD of them; the summary repeats them)."""
+
+    def __init__(self, bar, task, counter: _Counting):
+        self.bar, self.task, self.counter, self.shown = bar, task, counter, 0
+
+    def __call__(self, done: int) -> None:
+        self.bar.update(self.task, completed=done, rows=f"{self.counter.lines:,}")
+
+    def bad(self, row: dict) -> None:
+        if self.shown < SHOWN_BAD:
+            self.shown += 1
+            who = f" ({row['login']})" if row["login"] else ""
+            self.bar.console.print(render.safe(f"bad row: line {row['line']}{who}: {row['reason']}"),
+                                   markup=False, highlight=False)
 
 
 def _summary(result, file: str) -> None:

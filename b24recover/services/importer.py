@@ -78,6 +78,7 @@ class ImportResult:
     skipped: int = 0
     bad_count: int = 0
     bad: list = field(default_factory=list)
+    on_bad: object = field(default=None, repr=False, compare=False)  # called with each bad row kept
 
     def add_bad(self, line: int, login, code: str, reason: str) -> None:
         self.bad_count += 1
@@ -85,6 +86,8 @@ class ImportResult:
             if isinstance(login, str) and len(login) > 255:
                 login = login[:255] + "…"
             self.bad.append({"line": line, "login": login, "code": code, "reason": reason})
+            if self.on_bad is not None:
+                self.on_bad(self.bad[-1])
 
     def to_json(self) -> dict:
         return {"read": self.read, "added": self.added, "updated": self.updated, "skipped": self.skipped,
@@ -1096,8 +1099,10 @@ def _file_size(stream) -> int:
 def run_import(ctx: Ctx, stream, *, name: str = "-", fmt: str | None = None, on_conflict: str = "fail",
                dry_run: bool = False, progress=None, workers: int | None = None,
                parallel_after: int | None = None, update_passwords: bool = False, update_state: bool = False,
-               encoding: str | None = None, columns: list[str] | None = None, pacer=None) -> ImportResult:
-    """Import accounts from a binary stream. `progress(bytes_read)` is called after each batch.
+               encoding: str | None = None, columns: list[str] | None = None, pacer=None,
+               on_bad=None) -> ImportResult:
+    """Import accounts from a binary stream. `progress(bytes_read)` is called after each batch,
+    `on_bad(row)` with each bad row as it is found.
 
     Raises B24Error for file-level problems (unknown format, bad header) before anything is
     written; bad rows are in the result, never raised.
@@ -1114,7 +1119,7 @@ def run_import(ctx: Ctx, stream, *, name: str = "-", fmt: str | None = None, on_
         fmt = "bitrix" if {"LOGIN", "EXTERNAL_AUTH_ID"} <= set(bitrix.names(columns)) else "csv"
     fmt = fmt or detect_format(name, lines.peek(), lines.encoding)
     layout, rows = records(lines, fmt, columns)  # a bad header fails here, before any write
-    result = ImportResult(format=fmt, dry_run=dry_run)
+    result = ImportResult(format=fmt, dry_run=dry_run, on_bad=on_bad)
     if parallel_after is None:
         # A long file: helpers start at once, their start-up overlapping the first batches.
         parallel_after = 0 if _file_size(stream) >= PARALLEL_AT_ONCE else PARALLEL_AFTER
