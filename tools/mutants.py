@@ -1,6 +1,7 @@
 """`make mutants`: mutation testing (mutmut 3) of the modules that hold the rules of SPEC §5.
 
     python tools/mutants.py run [MODULE ...]   # fresh run (all of MODULES, or the ones named)
+    python tools/mutants.py rerun [MODULE ...]   # only the last run's survivors, with the tests as they are now
     python tools/mutants.py report [MODULE ...]  # the table and survivors of the last run
 
 Each module runs in a work folder of its own, mutants/<name>/ (mutmut keeps one result store per
@@ -60,6 +61,8 @@ MODULES: dict[str, list[str]] = {
     ],
 }
 
+# mutmut's verdicts that count as killed: a test failed, or the mutant hung or crashed the run
+KILLED = ("killed", "timeout", "segfault", "caught by type check")
 LINKED = ("b24recover", "tests", "docs", "examples", "pyproject.toml")
 
 
@@ -89,26 +92,31 @@ def prepare(module: str) -> Path:
     return folder
 
 
-def run(modules: list[str], children: int) -> int:
+def run(modules: list[str], children: int, again: bool = False) -> int:
     missing = [t for m in modules for t in MODULES[m] if not (ROOT / t).exists()]
     if missing:
         sys.exit(f"test files in MODULES that do not exist: {', '.join(missing)}")
-    times = {}
+    times_file = WORK / "times.json"
+    times = json.loads(times_file.read_text()) if times_file.exists() else {}
     for module in modules:
-        folder = prepare(module)
-        log = folder / "mutmut.log"
+        only = [k for k, status in results(module).items() if status not in KILLED] if again else []
+        if again and not only:
+            continue
+        folder = WORK / name_of(module) if again else prepare(module)
+        log = folder / ("mutmut-rerun.log" if again else "mutmut.log")
         print(f"{name_of(module)}: mutating, {len(MODULES[module])} test files, log in {log.relative_to(ROOT)}",
               flush=True)
         started = time.monotonic()
         with log.open("wb") as out:
-            done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "_one", module, str(children)],
+            done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "_one", module, str(children), *only],
                                   cwd=folder, stdout=out, stderr=subprocess.STDOUT)
-        times[module] = time.monotonic() - started
+        took = time.monotonic() - started
+        times[name_of(module)] = round(took + (times.get(name_of(module), 0) if again else 0), 1)
         if done.returncode != 0:
             print(log.read_text(errors="replace")[-3000:])
             sys.exit(f"{name_of(module)}: mutmut failed (exit {done.returncode}); see {log}")
         check_subprocess_sees_mutants(module, folder / "mutants")
-    (WORK / "times.json").write_text(json.dumps({name_of(m): round(t, 1) for m, t in times.items()}))
+        times_file.write_text(json.dumps(times))
     return report(modules)
 
 
@@ -122,8 +130,9 @@ def check_subprocess_sees_mutants(module: str, copy: Path) -> None:
         sys.exit(f"a child process in {copy} does not import the mutated {module}: {shown.stdout}{shown.stderr}")
 
 
-def one(module: str, children: int) -> None:
-    """Inside the work folder: mutate one module, its mapped tests for every mutant."""
+def one(module: str, children: int, only: list[str]) -> None:
+    """Inside the work folder: mutate one module, its mapped tests for every mutant. With `only`,
+    run just those mutants again (the other verdicts stand; new test files get their stats)."""
     import mutmut.__main__ as mm
     from mutmut.configuration import config
     from mutmut.state import state
@@ -144,7 +153,9 @@ def one(module: str, children: int) -> None:
         return mutants, by_path
 
     mm.collect_source_file_mutation_data = every_mapped_test
-    mm._run((), children)
+    if only:  # a changed test selection would reset every verdict: keep them, rerun the named
+        mm._apply_config_change_invalidation = lambda *args, **kwargs: False
+    mm._run(tuple(only), children)
 
 
 # ---- report -------------------------------------------------------------------------------------
@@ -182,9 +193,8 @@ def report(modules: list[str]) -> int:
         if not found:
             rows.append((name_of(module), "-", "-", "-", "-", "not run"))
             continue
-        killed = sum(1 for s in found.values() if s in ("killed", "timeout", "segfault", "caught by type check"))
-        survived = sorted(k for k, s in found.items() if s not in ("killed", "timeout", "segfault",
-                                                                     "caught by type check"))
+        killed = sum(1 for s in found.values() if s in KILLED)
+        survived = sorted(k for k, s in found.items() if s not in KILLED)
         score = 100.0 * killed / len(found)
         took = times.get(name_of(module))
         rows.append((name_of(module), str(len(found)), str(killed), str(len(survived)), f"{score:.1f}%",
@@ -213,14 +223,16 @@ def report(modules: list[str]) -> int:
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["_one"]:
-        one(argv[1], int(argv[2]))
+        one(argv[1], int(argv[2]), argv[3:])
         return 0
-    if not argv or argv[0] not in ("run", "report"):
+    if not argv or argv[0] not in ("run", "rerun", "report"):
         print(__doc__)
         return 2
     children = int(os.environ.get("MUTANTS_CHILDREN", os.cpu_count() or 2))
     modules = resolve(argv[1:])
-    return run(modules, children) if argv[0] == "run" else report(modules)
+    if argv[0] == "report":
+        return report(modules)
+    return run(modules, children, again=argv[0] == "rerun")
 
 
 if __name__ == "__main__":
