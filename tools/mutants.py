@@ -38,13 +38,13 @@ WORK = ROOT / "mutants"
 # To add a module (the portal write-back, the PostgreSQL store, ...), add one line here.
 MODULES: dict[str, list[str]] = {
     "b24recover/store/purge.py": [
-        "tests/test_audit.py", "tests/test_purge_concurrency.py",
+        "tests/test_audit.py", "tests/test_purge_concurrency.py", "tests/test_purge_rules.py",
     ],
     "b24recover/services/secrets.py": [
-        "tests/test_tokens.py", "tests/test_token_state_machine.py",
+        "tests/test_tokens.py", "tests/test_token_state_machine.py", "tests/test_secret_forms.py",
     ],
     "b24recover/services/passwords.py": [
-        "tests/test_hashing.py", "tests/test_passwd.py",
+        "tests/test_hashing.py", "tests/test_passwd.py", "tests/test_password_schemes.py",
     ],
     "b24recover/store/tokens.py": [
         "tests/test_tokens.py", "tests/test_token_state_machine.py", "tests/test_store_queries.py",
