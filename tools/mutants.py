@@ -48,7 +48,7 @@ MODULES: dict[str, list[str]] = {
     ],
     "b24recover/store/tokens.py": [
         "tests/test_tokens.py", "tests/test_token_state_machine.py", "tests/test_store_queries.py",
-        "tests/test_redeem_race.py",
+        "tests/test_redeem_race.py", "tests/test_token_store.py",
     ],
     "b24recover/services/tokens.py": [
         "tests/test_tokens.py", "tests/test_token_state_machine.py", "tests/test_redeem_race.py",
