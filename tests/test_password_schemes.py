@@ -29,6 +29,8 @@ CYRILLIC_64 = "пароль" * 10 + "абвг"  # 64 characters, 128 bytes
     ("Ab3dEf9H" + HEX32 + "0", "unknown"),         # 41 characters
     (HEX32, "md5"), (HEX32.upper(), "md5"), (HEX32[:-1] + "g", "unknown"), (HEX32[:-1], "unknown"),
     ("plain text", "unknown"),
+    # every one of the 22 hex characters, both cases: still hex (a subset, not a proper one)
+    ("0123456789abcdefABCDEF0123456789", "md5"), ("Ab3dEf9H0123456789abcdefABCDEF0123456789", "md5-salted"),
 ])
 def test_scheme_of(stored, scheme):
     assert pw.scheme_of(stored) == scheme
