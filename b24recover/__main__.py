@@ -16,9 +16,12 @@ def main(argv: list[str] | None = None) -> int:
     if code is not None:
         return code
     from .cli.app import command_named, make_app
+    from .cli.guard import Globals
 
     try:
-        make_app(only=command_named(args))(args=args, prog_name="b24recover")
+        # A whole process of its own: `token request` may deliver in a detached step (cli/portal.py).
+        make_app(only=command_named(args))(args=args, prog_name="b24recover",
+                                           obj=Globals(db="", config=None, actor=None, detach=True))
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:

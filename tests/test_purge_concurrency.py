@@ -155,6 +155,14 @@ def test_purge_200k_while_others_issue_and_redeem(proc, cli, db_path, config_pat
     redeems = [o for o in outcomes if o[0] == "redeem"]
     assert len(redeems) >= 2 * len(WORKERS)
     during = [s for s, running in issue_seconds if running]
+    # The overlap really happened: the workers' events were written between the purge's start
+    # and end events (the audit trail is one ordered chain), not before or after it.
+    trail = query(db_path, "SELECT id, action FROM audit_log WHERE action IN"
+                           " ('audit.purge.start', 'audit.purge', 'token.issue', 'redeem') ORDER BY id")
+    began = next(i for i, a in trail if a == "audit.purge.start")
+    ended = next(i for i, a in trail if a == "audit.purge")
+    inside = [a for i, a in trail if began < i < ended]
+    assert "token.issue" in inside and "redeem" in inside, "no worker wrote while the purge ran"
     print(f"\n{len(during)} token issues during the purge, longest {max(during, default=0):.2f} s; "
           f"purge {report['seconds']:.1f} s in {report['batches']} batches")
 

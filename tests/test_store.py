@@ -291,6 +291,9 @@ def test_four_processes_writing_at_once(proc, db_path, config_path, tmp_path):
     finally:
         conn.close()
     assert_chain_intact(db_path)  # concurrent appends never forked the hash chain
+    # they really ran at once: the writers' events interleave in the trail (4 blocks would be 3 changes)
+    prefixes = [row["login"].split("_")[0] for row in audit_rows(db_path) if row["action"] == "user.add"]
+    assert sum(a != b for a, b in zip(prefixes, prefixes[1:])) > 3, prefixes
 
 
 def assert_chain_intact(db_path: Path) -> None:

@@ -40,7 +40,7 @@ def root(
 ):
     if ctx.obj is None:
         ctx.obj = Globals(db=db, config=config, actor=actor)
-    else:  # tests pass a Globals with an injected clock; the command line still names the store
+    else:  # main() and tests pass a Globals (detach, an injected clock); the command line names the store
         ctx.obj.db, ctx.obj.config, ctx.obj.actor = db, config, actor
 
 

@@ -21,7 +21,7 @@ _GLOBALS = {"--db": "db", "--config": "config", "--actor": "actor"}
 def _split(args: list[str]):
     """(Globals, the rest) or None when a global option is not in its plain form."""
     g = Globals(db=os.environ.get("B24RECOVER_DB") or "b24recover.db",
-                config=os.environ.get("B24RECOVER_CONFIG") or None, actor=None)
+                config=os.environ.get("B24RECOVER_CONFIG") or None, actor=None, detach=True)
     i = 0
     while i < len(args) and args[i].startswith("-"):
         if args[i] not in _GLOBALS or i + 1 >= len(args):

@@ -17,6 +17,7 @@ class Globals:
     config: str | None
     actor: str | None
     clock: object = None  # tests inject a FixedClock here
+    detach: bool = False  # a command-line process (not a library caller) may deliver in a detached step
 
 
 def make_ctx(g: Globals, *, store: bool = True):
@@ -28,7 +29,7 @@ def make_ctx(g: Globals, *, store: bool = True):
 
     settings = load_settings(g.config, g.db)
     return Ctx(store=open_store(settings.db_path) if store else None, settings=settings,
-               clock=g.clock or SystemClock(), actor=default_actor(settings, g.actor))
+               clock=g.clock or SystemClock(), actor=default_actor(settings, g.actor), detach=g.detach)
 
 
 def run_guarded(call, *, as_json: bool, db: str, passthrough: tuple = (),

@@ -20,13 +20,26 @@ def lookup_body(sctx, query: str, by: str, as_json: bool) -> None:
 
 
 def request_body(sctx, identifier: str, as_json: bool) -> None:
-    from ..services.tokens import request
+    """The same answer at the same moment whatever happened (docs/decisions.md): a message goes
+    to a detached process, and the answer waits until a fixed time after the request began."""
+    import time
 
-    result = request(sctx, identifier)
+    from ..services import outbox
+    from ..services.tokens import REQUEST_FLOOR, accept_request
+
+    started = time.monotonic()
+    result, messages = accept_request(sctx, identifier)
+    if sctx.detach:
+        outbox.deliver_detached(sctx, messages)
+        time.sleep(max(0.0, started + REQUEST_FLOOR - time.monotonic()))
     if as_json:
         render.emit_json(result)
     else:
         sys.stdout.write(result["message"] + "\n")
+    sys.stdout.flush()
+    if not sctx.detach:  # a library caller (tests' CliRunner): deliver here, after the answer
+        for message_id in messages:
+            outbox.deliver(sctx, message_id)
 
 
 def redeem_body(make_ctx, login: str, *, control_string_stdin: bool, password_stdin: bool,

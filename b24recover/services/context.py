@@ -16,6 +16,7 @@ class Ctx:
     settings: Settings
     clock: object = SystemClock()
     actor: str = "unknown"
+    detach: bool = False  # `token request` may hand its delivery to a detached process (cli main only)
 
     _key: bytes | None = None
 

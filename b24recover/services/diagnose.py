@@ -13,6 +13,7 @@ from ..store import audit as audit_store
 from ..store import outbox as outbox_store
 from ..store import tokens as token_store
 from ..store import users as user_store
+from . import guessing
 from .accounts import get_user
 from .context import Ctx
 from .passwords import is_legacy, scheme_of
@@ -22,6 +23,16 @@ from .views import token_state
 
 def _finding(code: str, message: str, action: str) -> dict:
     return {"code": code, "message": message, "action": action}
+
+
+def _resend(user, kind: str | None = None) -> str:
+    """The command that sends this account a new control string on a channel it really has
+    (an address on file, not one still pending), preferring the kind it had before; without
+    any, a QR code for a person at the desk."""
+    channels = [c for c, field in (("email", "email"), ("sms", "phone")) if user[field]]
+    if kind == "code" and "sms" in channels:
+        channels = ["sms"]
+    return f"b24recover token issue {user['login']} --via {channels[0] if channels else 'qr'}"
 
 
 def diagnose(ctx: Ctx, login: str) -> dict:
@@ -35,6 +46,14 @@ def diagnose(ctx: Ctx, login: str) -> dict:
         add(_finding("blocked", f"The account {name} is blocked: it cannot sign in and gets no control strings.",
                      f"If the block is no longer wanted: b24recover user unblock {name}"))
 
+    paused = guessing.paused_until(ctx, conn, f"u:{user['id']}")
+    if paused is not None:
+        add(_finding("recovery_paused",
+                     f"Recovery is paused until {iso(paused)}: {ctx.settings.tokens.account_failures} wrong control "
+                     "strings or codes were tried within 24 h; until then no control string is sent or accepted.",
+                     f"Wait until {iso(paused)}; or, once you are sure it is really them (the tries may be someone "
+                     f"guessing): b24recover token revoke {name} (resets the count, audited)"))
+
     socials = user_store.socials(conn, user["id"])
     if user["password_hash"] is None:
         providers = ", ".join(sorted({s["provider"] for s in socials})) or "a social network"
@@ -44,7 +63,7 @@ def diagnose(ctx: Ctx, login: str) -> dict:
                          f"Link an address; its control string sets the first password: b24recover link {name} --email ADDRESS"))
         else:
             add(_finding("social_only", f"{name} signs in only through {providers} and has no password yet.",
-                         f"Send a control string to set the first password: b24recover token issue {name} --via email"))
+                         f"Send a control string to set the first password: {_resend(user)}"))
 
     refused = audit_store.last_event(conn, user["login_key"], ("token.request.refused", "token.request", "token.issue"))
     refused_reason = json.loads(refused["details"]).get("reason") if refused and refused["action"] == "token.request.refused" else None
@@ -72,8 +91,7 @@ def diagnose(ctx: Ctx, login: str) -> dict:
     until = None if recovered else throttled_until(ctx, conn, user["id"])
     if until is not None:
         add(_finding("throttled", f"New requests are throttled until {iso(until[0])}: {until[1]}.",
-                     f"Wait until {iso(until[0])}, or an operator can pass the limit: "
-                     f"b24recover token issue {name} --via email --force"))
+                     f"Wait until {iso(until[0])}, or an operator can pass the limit: {_resend(user)} --force"))
 
     msg = outbox_store.last_for_user(conn, user["id"])
     if msg is not None and not recovered:
@@ -86,6 +104,10 @@ def diagnose(ctx: Ctx, login: str) -> dict:
         add(_finding("legacy_hash", f"The password hash was imported from Bitrix ({scheme_of(user['password_hash'])}) "
                      "and is not upgraded yet.",
                      f"It becomes bcrypt at the next successful 'b24recover passwd {name}'; or reset it."))
+    if paused is not None:  # nothing can be sent before the pause ends: say so where a command would
+        for f in findings:
+            if f["code"] != "recovery_paused" and ("b24recover token issue" in f["action"] or "b24recover link" in f["action"]):
+                f["action"] = f"Once the pause has ended (or after token revoke): {f['action']}"
     if not findings:
         add(_finding("ok", f"Nothing stands in the way of {name}.",
                      "They can sign in, or use 'Forgot your password?' with their email, phone or login."))
@@ -105,22 +127,21 @@ def _control_string_findings(ctx: Ctx, conn, user) -> list[dict]:
         out.append(_finding("control_string_superseded",
                             f"On {iso(attempt['at'])} {name} used an outdated link: a newer request had been sent since.",
                             "Tell them to use the link in the most recent message only (older ones never work); "
-                            f"resend if needed: b24recover token issue {name} --via email"))
+                            f"resend if needed: {_resend(user, latest['kind'] if latest else None)}"))
     if latest is None:
         return out
     state = token_state(latest, now)
     if state == "expired":
         out.append(_finding("control_string_expired",
                             f"The last {'code' if latest['kind'] == 'code' else 'link'} expired at {iso(latest['expires_at'])}.",
-                            f"Send a new one: b24recover token issue {name} --via "
-                            f"{'sms' if latest['kind'] == 'code' else 'email'}"))
+                            f"Send a new one: {_resend(user, latest['kind'])}"))
     elif state == "revoked" and latest["end_reason"] == "too_many_attempts":
         out.append(_finding("too_many_attempts",
                             f"The last code was entered wrongly {latest['attempts']} times and no longer works.",
-                            f"Send a new code and make sure they type the newest one: b24recover token issue {name} --via sms"))
+                            f"Send a new code and make sure they type the newest one: {_resend(user, 'code')}"))
     elif failed_code == "control_string_used":
         out.append(_finding("control_string_used", "They tried a link that was already used.",
-                            f"If they still cannot sign in, send a new one: b24recover token issue {name} --via email"))
+                            f"If they still cannot sign in, send a new one: {_resend(user, latest['kind'])}"))
     return out
 
 

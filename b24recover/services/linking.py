@@ -56,10 +56,12 @@ def link(ctx: Ctx, login: str, *, email: str | None = None, phone: str | None = 
         else:
             if user["blocked"]:
                 raise B24Error("blocked", f"the account {user['login']} is blocked; unblock it before linking")
-            user_store.set_pending(conn, user["id"], channel, address, key, ctx.now())
-            # Linking is an operator's deliberate act: it is audited, not throttled.
+            # Linking is an operator's deliberate act: it is audited, not throttled. The new control
+            # string supersedes any earlier one (and so ends an earlier pending address); then
+            # this address is the pending one.
             issued = create(ctx, conn, user, via=channel, ttl=None, purpose="link", address=address,
                             action="link.request", throttle=False)
+            user_store.set_pending(conn, user["id"], channel, address, key, ctx.now())
             state = "pending"
     result = {"login": user["login"], "channel": channel, "address": address, "state": state, "changed": True}
     if issued is not None:

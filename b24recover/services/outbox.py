@@ -126,6 +126,46 @@ def deliver(ctx: Ctx, message_id: int) -> dict:
     return {"status": "sent", "recipient": msg["recipient"], "error": None}
 
 
+def deliver_detached(ctx: Ctx, message_ids: list[int]) -> None:
+    """Deliver in a process of its own that outlives this one (`token request`): the caller's
+    answer and exit then take the same time whether or not a message went out. The caller's
+    connection is closed first: SQLite keeps per-file lock bookkeeping in the process, and a
+    child inheriting it would believe it holds the caller's locks, so another process could
+    checkpoint and delete the WAL under it. The detached process opens its own connection and
+    talks to no one; a message it fails to deliver stays failed for `outbox send`, and one it
+    never reaches (killed, machine down) stays queued for it. It is started even with nothing
+    to deliver, so the caller's own remaining work (after a fork every page it writes is
+    copied) is the same in every case."""
+    import os
+
+    ctx.store.close()  # the caller needs the store no more; see above
+    caller_alive, caller_end = os.pipe()  # the caller never closes caller_end: it closes at its exit
+    first = os.fork()
+    if first:
+        os.waitpid(first, 0)  # the middle process exits at once: nothing is left to reap later
+        return
+    try:
+        if os.fork():  # the middle process: its child is adopted by init
+            os._exit(0)
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):  # the caller's pipes see EOF when this process's parent exits
+            os.dup2(null, fd)
+        os.close(caller_end)
+        os.read(caller_alive, 1)  # deliver once the caller has exited: never compete with its answer
+        from dataclasses import replace
+
+        from ..store.db import open_store
+
+        store = open_store(ctx.settings.db_path)
+        child = replace(ctx, store=store, detach=False)
+        for message_id in message_ids:
+            deliver(child, message_id)
+        store.close()
+    finally:
+        os._exit(0)
+
+
 def _message_id(ctx: Ctx, msg) -> str:
     host = urlsplit(ctx.settings.portal_url).hostname or "localhost"
     return f"b24recover.{msg['id']}.{msg['created_at']}@{host}"

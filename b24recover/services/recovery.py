@@ -10,50 +10,22 @@ from __future__ import annotations
 from ..errors import B24Error
 from ..store import tokens as token_store
 from ..store import users as user_store
-from . import identifiers as ids
-from . import notices, outbox
-from . import secrets as secret_codec
+from . import guessing, notices, outbox
 from .accounts import check_free
 from .context import Ctx
 from .credentials import prepare_password, store_password
 from .linking import notify_other_address
-from .tokens import find, incorrect, refusal
+from .tokens import account_for, find
 from .views import token_state
-
-
-def _current_refusal(conn, row, now: int) -> B24Error:
-    """Why a control string read a moment ago does not work now (purged meanwhile: incorrect)."""
-    current = token_store.by_id(conn, row["id"])
-    return incorrect() if current is None else refusal(current, now)
-
-
-def _refuse(ctx: Ctx, user, typed_login: str, row, secret: str) -> B24Error:
-    """Record a failed attempt (counting wrong codes) and return the error to raise."""
-    with ctx.store.write() as conn:
-        err = incorrect() if row is None else _current_refusal(conn, row, ctx.now())
-        if user is not None and row is None:
-            active = token_store.active(conn, user["id"])
-            if active is not None and active["kind"] == "code" and secret_codec.shape_of(secret) == "code":
-                if token_store.count_wrong_try(conn, active["id"], ctx.settings.tokens.code_attempts, ctx.now()):
-                    err = B24Error("too_many_attempts",
-                                   "the code was entered wrongly too many times and no longer works")
-            user_store.count_failed_attempt(conn, user["id"])
-        ctx.audit(conn, "redeem.failed", user["login"] if user else None, code=err.code,
-                  control_string=row["id"] if row else None,
-                  typed_login=None if user else typed_login[:255])
-    return err
 
 
 def redeem(ctx: Ctx, login: str, secret: str, password: str) -> dict:
     conn = ctx.store.conn
-    try:
-        key = ids.login_key(ids.clean_text(login, "the login"))
-    except B24Error:
-        key = None
-    user = user_store.by_login_key(conn, key) if key else None
-    row = find(ctx, conn, user, secret)
+    user = account_for(conn, login)
+    # While paused nothing is looked up: even the right control string is refused.
+    row = None if guessing.is_paused(ctx, conn, user, login) else find(ctx, conn, user, secret)
     if row is None or token_state(row, ctx.now()) != "active":
-        raise _refuse(ctx, user, login, row, secret)
+        raise guessing.refuse(ctx, user, login, row, secret, "redeem.failed")
 
     try:
         new = prepare_password(ctx, password, user, notify=True)
@@ -65,8 +37,14 @@ def redeem(ctx: Ctx, login: str, secret: str, password: str) -> dict:
     message_ids = []
     with ctx.store.write() as conn:
         now = ctx.now()
-        if not token_store.consume(conn, row["id"], now):
-            err = _current_refusal(conn, row, now)
+        until = guessing.paused_until(ctx, conn, guessing.subject(ctx, user, login))
+        if until is not None:  # wrong tries made while bcrypt ran paused it
+            err = guessing.paused_error(ctx, until)
+            ctx.audit(conn, "redeem.failed", user["login"], code=err.code, control_string=row["id"])
+            failure = err
+        elif not token_store.consume(conn, row["id"], now):
+            current = token_store.by_id(conn, row["id"])
+            err = guessing.incorrect() if current is None else guessing.refusal(current, now)
             ctx.audit(conn, "redeem.failed", user["login"], code=err.code, control_string=row["id"])
             failure = err
         else:

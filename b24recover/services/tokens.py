@@ -13,14 +13,19 @@ from ..clock import iso
 from ..errors import B24Error
 from ..store import tokens as token_store
 from ..store import users as user_store
+from . import guessing
 from . import identifiers as ids
 from . import outbox
 from . import secrets as secret_codec
 from .accounts import get_user
 from .context import Ctx
+from .guessing import incorrect, refusal  # noqa: F401  (re-exported)
 from .views import control_string_view, token_state
 
 VIA = ("email", "sms", "qr", "none")
+# `token request` answers this long after it began, whatever happened; its own work (look-up,
+# control string, queued message, audit) takes a few ms, delivery is detached (cli/portal.py).
+REQUEST_FLOOR = 0.05
 UNIFORM_ANSWER = ("If an account matches, a message with instructions has been sent to the address on file. "
                   "Only the most recent message works.")
 
@@ -60,7 +65,9 @@ def recipient_for(conn, user, channel: str) -> str:
         return user[field]
     pending = user_store.pending(conn, user["id"])
     if pending is not None and pending["channel"] == channel:
-        raise B24Error("pending_link", f"the {field} {pending['address']} of {user['login']} is awaiting confirmation")
+        raise B24Error("pending_link", f"the {field} {pending['address']} of {user['login']} is awaiting confirmation",
+                       hint="It becomes usable once the control string sent to it is redeemed; to send a new one: "
+                            f"b24recover link {user['login']} --{field} {pending['address']}")
     what = "social-network-only account" if user["password_hash"] is None else "account"
     raise B24Error(code, f"the {what} {user['login']} has no {field} on file",
                    hint=f"Link one first: b24recover link {user['login']} --{field} ADDRESS")
@@ -72,6 +79,7 @@ def create(ctx: Ctx, conn, user, *, via: str, ttl: int | None, purpose: str = "r
     """Issue a control string inside the caller's transaction and queue its message."""
     if user["blocked"]:
         raise B24Error("blocked", f"the account {user['login']} is blocked; blocked accounts get no control strings")
+    guessing.check_may_issue(ctx, conn, user)
     channel = via
     if address is None and via in ("email", "sms"):
         address = recipient_for(conn, user, via)
@@ -146,7 +154,22 @@ def _resolve_identifier(ctx: Ctx, conn, identifier: str):
 
 
 def request(ctx: Ctx, identifier: str) -> dict:
-    """`token request`: the portal's form. The same answer whatever happened; the reason is audited."""
+    """`token request` for library callers: accept, then deliver in this process."""
+    answer, messages = accept_request(ctx, identifier)
+    for message_id in messages:
+        outbox.deliver(ctx, message_id)
+    return answer
+
+
+def accept_request(ctx: Ctx, identifier: str) -> tuple[dict, list[int]]:
+    """`token request`: the portal's form. The same answer whatever happened; the reason is
+    audited. Returns the answer and the messages still to deliver (the caller delivers them
+    after answering, so the answer's time does not tell whether one was queued)."""
+    # What sending needs, loaded in every case: the key (a missing key file then fails every
+    # request alike) and the message catalogue, so no case does less work than another.
+    ctx.key()
+    from ..messages import pick_lang  # noqa: F401
+
     try:
         identifier = ids.clean_text(identifier, "the identifier", max_len=320, allow_empty=False)
     except B24Error:
@@ -161,9 +184,8 @@ def request(ctx: Ctx, identifier: str) -> dict:
         except B24Error as exc:
             ctx.audit(conn, "token.request.refused", user["login"] if user else None, reason=exc.code,
                       channel=channel, identifier=(identifier or "")[:320])
-    if issued is not None:
-        finish_delivery(ctx, issued)
-    return {"status": "accepted", "message": UNIFORM_ANSWER}
+    messages = [issued.message_id] if issued is not None and issued.message_id is not None else []
+    return {"status": "accepted", "message": UNIFORM_ANSWER}, messages
 
 
 def revoke(ctx: Ctx, login: str, reason: str | None = None) -> dict:
@@ -171,8 +193,9 @@ def revoke(ctx: Ctx, login: str, reason: str | None = None) -> dict:
     with ctx.store.write() as conn:
         user = get_user(conn, login)
         count = token_store.revoke_active(conn, user["id"], ctx.now(), reason)
-        ctx.audit(conn, "token.revoke", user["login"], revoked=count, reason=reason)
-    return {"login": user["login"], "revoked": count}
+        failures = guessing.reset(ctx, conn, user)
+        ctx.audit(conn, "token.revoke", user["login"], revoked=count, reason=reason, failures_reset=failures)
+    return {"login": user["login"], "revoked": count, "failures_reset": failures}
 
 
 STATES = ("active", "superseded", "used", "revoked", "expired", "all")
@@ -190,28 +213,6 @@ def list_tokens(ctx: Ctx, login: str | None, state: str = "all", limit: int = 20
 
 # ---- using a control string ------------------------------------------------------------------
 
-REFUSALS = {
-    "superseded": ("control_string_superseded",
-                   "Incorrect control word: a newer request was sent after this one, so this link or code no longer works"),
-    "used": ("control_string_used", "this control string was already used"),
-    "revoked": ("control_string_revoked", "this control string was revoked"),
-    "expired": ("control_string_expired", "this control string has expired"),
-}
-
-
-def refusal(row, now: int) -> B24Error:
-    """The error that tells a person exactly why a matching control string does not work."""
-    state = token_state(row, now)
-    if state == "revoked" and row["end_reason"] == "too_many_attempts":
-        return B24Error("too_many_attempts", "this code was entered wrongly too many times and no longer works")
-    code, message = REFUSALS[state]
-    return B24Error(code, message)
-
-
-def incorrect() -> B24Error:
-    return B24Error("control_string_incorrect", "Incorrect control word: this control string or code is not valid for this login")
-
-
 def find(ctx: Ctx, conn, user, secret: str):
     """The control string row a secret matches for this account (newest), or None."""
     kind = secret_codec.shape_of(secret)
@@ -223,15 +224,30 @@ def find(ctx: Ctx, conn, user, secret: str):
 
 
 def check(ctx: Ctx, login: str, secret: str) -> dict:
-    """`token check`: the state of a control string, without using it or counting a try."""
+    """`token check`: the state of a control string without using it. A wrong one counts like a
+    wrong one given to `redeem` (a try of the active code, the failure budget), and a login that
+    matches no account answers as a real one with a wrong string. Every check is audited."""
     conn = ctx.store.conn
-    user = get_user(conn, login)
-    row = find(ctx, conn, user, secret)
+    user = account_for(conn, login)
+    row = None if guessing.is_paused(ctx, conn, user, login) else find(ctx, conn, user, secret)
     if row is None:
-        raise incorrect()
-    view = control_string_view(row, user["login"], ctx.now())
+        raise guessing.refuse(ctx, user, login, None, secret, "token.check.failed")
+    now = ctx.now()
+    view = control_string_view(row, user["login"], now)
     if view["state"] != "active":
-        err = refusal(row, ctx.now())
-        err.details["control_string"] = view
+        err = guessing.refuse(ctx, user, login, row, secret, "token.check.failed")
+        if err.code != "recovery_paused":
+            err.details["control_string"] = view
         raise err
+    with ctx.store.write() as conn:
+        ctx.audit(conn, "token.check", user["login"], control_string=row["id"], state="active")
     return view
+
+
+def account_for(conn, login: str):
+    """The account a typed login names, or None (also for text that cannot be a login)."""
+    try:
+        key = ids.login_key(ids.clean_text(login, "the login"))
+    except B24Error:
+        return None
+    return user_store.by_login_key(conn, key)

@@ -164,6 +164,23 @@ CREATE TABLE bulk_items (
 );
 """,
     ),
+    (
+        "0005_failure_budget",
+        """
+-- One row per wrong control string or code, for the failure budget ([tokens] account_failures
+-- per 24 h) and the answers of later tries. subject: 'u:<users.id>' for an account, 'k:<HMAC of
+-- the typed login>' for a login that does not exist (tried like a real one, never kept in clear).
+CREATE TABLE recovery_failures (
+    id INTEGER PRIMARY KEY,
+    subject TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    code_shaped INTEGER NOT NULL DEFAULT 0,
+    code_id INTEGER NOT NULL DEFAULT 0  -- the account's newest SMS code at the time (0: none)
+);
+CREATE INDEX recovery_failures_subject ON recovery_failures(subject, at);
+CREATE INDEX recovery_failures_at ON recovery_failures(at);
+""",
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -11,7 +11,9 @@ def active(conn, user_id: int):
 
 def _end_active(conn, user_id: int, now: int, state: str, reason: str, message_note: str) -> int:
     """End the account's active control string; its undelivered message would carry a dead secret,
-    so it is cancelled (and its seal erased). Returns how many control strings ended."""
+    so it is cancelled (and its seal erased); an address awaiting confirmation by it can no
+    longer be confirmed, so it is no longer pending. Returns how many control strings ended."""
+    ending = active(conn, user_id)
     cur = conn.execute(
         "UPDATE control_strings SET state = ?, end_reason = ?, ended_at = ? WHERE user_id = ? AND state = 'active'",
         (state, reason, now, user_id),
@@ -21,6 +23,8 @@ def _end_active(conn, user_id: int, now: int, state: str, reason: str, message_n
         " WHERE user_id = ? AND status IN ('queued', 'failed') AND sealed IS NOT NULL",
         (message_note, user_id),
     )
+    if ending is not None and ending["purpose"] == "link":
+        conn.execute("DELETE FROM pending_addresses WHERE user_id = ? AND address = ?", (user_id, ending["address"]))
     return cur.rowcount
 
 
