@@ -527,3 +527,40 @@ def test_progress_bar_only_on_a_terminal(store, tmp_path, monkeypatch):
     shown = store("user", "import", path, "--dry-run", "--json", env={"FORCE_COLOR": "1", "TTY_INTERACTIVE": "1"})
     assert shown.exit_code == 0 and shown.json["added"] == 1500   # stdout stays pure JSON
     assert "importing" in shown.stderr
+
+
+# The fast paths against what the contract says, not only against identifiers.py: the stored
+# spelling, the lookup key (lower case), or the error code.
+@pytest.mark.parametrize("address, expected", [
+    ("anna@example.com", ("anna@example.com", "anna@example.com")),
+    ("Anna.Ivanova@Example.RU", ("Anna.Ivanova@example.ru", "anna.ivanova@example.ru")),  # domain lowered
+    ("ольга@пример.рф", ("ольга@пример.рф", "ольга@пример.рф")),
+    ("a@b", "invalid_email"), ("a..b@example.com", "invalid_email"), ("a@localhost", "invalid_email"),
+    ("Name <a@example.com>", "invalid_email"), ("a b@example.com", "invalid_email"),
+    ("a@example.com.", "invalid_email"),
+])
+def test_fast_email_path_gives_the_contracts_answer(address, expected):
+    for normalize in (importer.normalize_email, ids.normalize_email):
+        if isinstance(expected, str):
+            with pytest.raises(Exception) as caught:
+                normalize(address)
+            assert getattr(caught.value, "code", None) == expected
+        else:
+            assert normalize(address) == expected
+
+
+@pytest.mark.parametrize("number, region, expected", [
+    ("8 (912) 345-67-89", "RU", "+79123456789"), ("89123456789", "RU", "+79123456789"),
+    ("(912) 345-67-89", "RU", "+79123456789"), ("+7 912 345 67 89", "DE", "+79123456789"),
+    ("+49 (0)30 901820", "RU", "+4930901820"), ("0049 30 901820", "DE", "+4930901820"),
+    ("+1 (415) 555-0132", "RU", "+14155550132"), ("+44 (0)20 7946 0958", "US", "+442079460958"),
+    ("12", "RU", "invalid_phone"),
+])
+def test_fast_phone_path_gives_the_contracts_answer(number, region, expected):
+    for normalize in (importer.normalize_phone, ids.normalize_phone):
+        if expected.startswith("+"):
+            assert normalize(number, region) == expected
+        else:
+            with pytest.raises(Exception) as caught:
+                normalize(number, region)
+            assert getattr(caught.value, "code", None) == expected
