@@ -48,13 +48,15 @@ MODULES: dict[str, list[str]] = {
     ],
     "b24recover/store/tokens.py": [
         "tests/test_tokens.py", "tests/test_token_state_machine.py", "tests/test_store_queries.py",
-        "tests/test_redeem_race.py", "tests/test_token_store.py",
+        "tests/test_redeem_race.py", "tests/test_races.py", "tests/test_token_store.py",
     ],
     "b24recover/services/tokens.py": [
         "tests/test_tokens.py", "tests/test_token_state_machine.py", "tests/test_redeem_race.py",
+        "tests/test_races.py", "tests/test_enumeration.py", "tests/test_guessing.py",
     ],
     "b24recover/services/recovery.py": [
         "tests/test_tokens.py", "tests/test_token_state_machine.py", "tests/test_redeem_race.py",
+        "tests/test_enumeration.py", "tests/test_guessing.py",
     ],
     "b24recover/store/outbox.py": [
         "tests/test_delivery.py", "tests/test_smtp_flow.py",
@@ -193,12 +195,14 @@ def report(modules: list[str]) -> int:
         if not found:
             rows.append((name_of(module), "-", "-", "-", "-", "not run"))
             continue
+        unchecked = sum(1 for s in found.values() if s == "not checked")  # an interrupted run
+        checked = len(found) - unchecked
         killed = sum(1 for s in found.values() if s in KILLED)
-        survived = sorted(k for k, s in found.items() if s not in KILLED)
-        score = 100.0 * killed / len(found)
+        survived = sorted(k for k, s in found.items() if s not in KILLED and s != "not checked")
+        score = 100.0 * killed / checked if checked else 0.0
         took = times.get(name_of(module))
-        rows.append((name_of(module), str(len(found)), str(killed), str(len(survived)), f"{score:.1f}%",
-                     f"{took:.0f} s" if took is not None else "-"))
+        rows.append((name_of(module), str(len(found)) + (f" ({unchecked} not run)" if unchecked else ""),
+                     str(killed), str(len(survived)), f"{score:.1f}%", f"{took:.0f} s" if took is not None else "-"))
         survivors += [(module, key, found[key]) for key in survived]
     widths = [max(len(r[i]) for r in rows + [("module", "mutants", "killed", "survived", "score", "time")])
               for i in range(6)]
