@@ -170,3 +170,16 @@ def test_active_is_the_accounts_one_active_string(db):
         add_token(conn, boris)
     assert token_store.active(db.conn, anna)["id"] == second != first
     assert json.dumps(dict(token_store.active(db.conn, anna))["state"]) == '"active"'
+
+
+@pytest.mark.parametrize("purpose, still_pending", [("link", False), ("recovery", True)])
+def test_ending_a_link_confirmation_drops_the_address_it_was_confirming(db, purpose, still_pending):
+    with db.write() as conn:
+        anna, boris = add(conn, "anna"), add(conn, "boris")
+        user_store.set_pending(conn, anna, "email", "new@example.com", "new@example.com", NOW)
+        user_store.set_pending(conn, boris, "email", "new@example.com", "new@example.com", NOW)
+        token_store.insert(conn, user_id=anna, kind="link", channel="email", purpose=purpose,
+                           address="new@example.com", secret_hash="h", now=NOW, expires_at=NOW + 3600)
+        assert token_store.revoke_active(conn, anna, NOW + 1, "account_changed") == 1
+    assert (user_store.pending(db.conn, anna) is not None) is still_pending
+    assert user_store.pending(db.conn, boris) is not None  # another account's pending address stays
