@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test docs-check venv bench clean compile
+.PHONY: demo test docs-check venv bench clean compile mutants
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,5 +32,15 @@ docs-check: compile
 bench: compile
 	$(BIN)/python bench/run_all.py
 
+# Mutation testing of the SPEC §5 modules (tools/mutants.py; docs/testing.md). Not part of `make test`.
+# `make mutants MUTANTS="store.purge services.secrets"` runs only the modules named.
+MUTANTS ?=
+$(VENV)/.mutants-installed: $(STAMP)
+	$(BIN)/python -c 'import mutmut' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[test,mutants]' --config-settings editable_mode=compat
+	touch $@
+
+mutants: compile $(VENV)/.mutants-installed
+	$(BIN)/python tools/mutants.py run $(MUTANTS)
+
 clean:
-	rm -rf $(VENV) demo-run
+	rm -rf $(VENV) demo-run mutants

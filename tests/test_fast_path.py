@@ -88,3 +88,32 @@ def test_redeem_fast_path_sets_the_password(populated):
     done = subprocess.run(argv, input=f"{secret}\nfast path passphrase 9\n".encode(), capture_output=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["password_changed"] is True
+
+
+# What the contract says each case answers (SPEC §2), so the two paths are not only compared with
+# each other: (exit code, error code or None, logins found or None).
+EXPECTED = {
+    "lookup anna@example.com --json": (0, None, ["anna"]),
+    "lookup --json 8 (912) 345-67-89": (0, None, ["anna"]),
+    "lookup Ivanova --by name --json": (0, None, ["anna"]),
+    "lookup nobody@example.com --json": (3, "not_found", None),
+    "lookup anna --by nonsense --json": (2, "usage", None),
+    "token request anna@example.com --json": (0, None, None),
+    "redeem anna --control-string-stdin --password-stdin --json": (6, "control_string_incorrect", None),
+    "redeem nobody --json --control-string-stdin --password-stdin": (6, "control_string_incorrect", None),
+}
+
+
+@pytest.mark.parametrize("plain_globals", [True, False], ids=["fast", "typer"])
+@pytest.mark.parametrize("case", list(EXPECTED))
+def test_answers_are_the_contracts(populated, case, plain_globals):
+    import json
+
+    argv = next(c for c in CASES if " ".join(c) == case)
+    code, stdout, stderr = run(argv, *populated, plain_globals=plain_globals)
+    exit_code, error, logins = EXPECTED[case]
+    assert code == exit_code, stderr
+    if error:
+        assert json.loads(stderr.strip().splitlines()[-1])["error"]["code"] == error
+    if logins is not None:
+        assert [m["login"] for m in json.loads(stdout)["matches"]] == logins

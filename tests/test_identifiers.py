@@ -311,10 +311,17 @@ def test_lookup_by_name_full_text(store):
 
 def test_lookup_name_search_tolerates_fts_syntax(store):
     add_user(store, "u1", "--name", "Anna", "--last-name", "Ivanova")
-    for query in ('"Anna', "Anna*", "Anna OR", "NEAR(Anna)", "Anna -Ivanova", "^Anna"):
+    # FTS operators are plain words: quotes, *, ^ and - are dropped, and every word (OR, NEAR too)
+    # must match a name as a prefix; so each query has one right answer.
+    expected = {'"Anna': ["u1"], "Anna*": ["u1"], "^Anna": ["u1"], "Anna -Ivanova": ["u1"],
+                "Anna OR": None, "NEAR(Anna)": None}
+    for query, logins in expected.items():
         r = store("lookup", query, "--by", "name", "--json")
-        assert r.exit_code in (0, 3), (query, r.stderr)
         assert "Traceback" not in r.stderr
+        if logins is None:
+            assert r.exit_code == 3 and r.error["code"] == "not_found", (query, r.stderr)
+        else:
+            assert r.exit_code == 0 and _logins(r) == logins, (query, r.stderr)
 
 
 def test_the_spelling_used_at_add_finds_the_account(store):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sqlite3
 
@@ -216,9 +217,16 @@ def test_secrets_never_reach_the_database(store, db_path, clock):
     link_secret = link_parts(last_link(db_path))[1]
     assert redeem(store, "anna", link_secret).exit_code == 0
     raw = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*") if p.is_file())
-    for s in (secret, link_secret, NEW_PASSWORD, GOOD_PASSWORD):
+    for s in (secret, link_secret, NEW_PASSWORD, GOOD_PASSWORD, code):
         assert s.encode() not in raw
-    assert code.encode() not in raw or raw.count(code.encode()) == 0
+    # A 6-digit code hashed without the key would be reversed by trying a million codes, so no
+    # unkeyed digest of it may be stored either (SPEC §5: HMAC-SHA256 with a key outside the store).
+    user_id = sqlite3.connect(db_path).execute("SELECT id FROM users WHERE login = 'anna'").fetchone()[0]
+    for form in (code, f"code:{user_id}:{code}", f"{user_id}:{code}", f"anna:{code}"):
+        for algorithm in ("sha256", "sha1", "md5", "sha512"):
+            unkeyed = hashlib.new(algorithm, form.encode())
+            assert unkeyed.hexdigest().encode() not in raw, (algorithm, form)
+            assert unkeyed.digest() not in raw, (algorithm, form)
 
 
 def test_qr_draws_the_link_and_prints_it_under(store):

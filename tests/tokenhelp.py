@@ -14,9 +14,31 @@ def outbox_dir(db_path: Path) -> Path:
     return Path(str(db_path) + ".outbox")
 
 
+_OUTBOX_ID = re.compile(r"<b24recover\.(\d+)\.")
+_NAME_TIME = re.compile(r"^\.?(\d+)\.M(\d+)P(\d+)Q(\d+)")
+
+
+def outbox_id(msg) -> int:
+    """The outbox row a mail came from, from its Message-ID (b24recover.<id>.<created>@host)."""
+    return int(_OUTBOX_ID.match(msg["Message-ID"]).group(1))
+
+
 def mails(db_path: Path) -> list:
+    """Every mail in the Maildir outbox, oldest first (by outbox row: ids only grow)."""
     box = mailbox.Maildir(outbox_dir(db_path) / "mail", create=False)
-    return sorted(box, key=lambda m: m["Date"] and m.get("Message-ID"))
+    return sorted(box, key=outbox_id)
+
+
+def _newest_file(folder: Path) -> Path:
+    """The newest outbox file by the (seconds, microseconds) in its unique name; two files of the
+    same microsecond would be ambiguous, and say so instead of one being picked at random."""
+    def when(path: Path) -> tuple[int, int]:
+        seconds, usec, _pid, _n = _NAME_TIME.match(path.name).groups()
+        return int(seconds), int(usec)
+
+    files = sorted(folder.glob("*.txt"), key=when)
+    assert len(files) < 2 or when(files[-1]) != when(files[-2]), f"two newest files tie: {files[-2:]}"
+    return files[-1]
 
 
 def body_of(msg) -> str:
@@ -25,9 +47,8 @@ def body_of(msg) -> str:
 
 
 def last_link(db_path: Path) -> str:
-    newest = sorted((outbox_dir(db_path) / "mail" / "new").iterdir(), key=lambda p: p.stat().st_mtime_ns)[-1]
-    msg = mailbox.MaildirMessage(newest.read_bytes())
-    return LINK.search(body_of(msg)).group(0)
+    newest = max(mails(db_path), key=outbox_id)
+    return LINK.search(body_of(newest)).group(0)
 
 
 def link_parts(link: str) -> tuple[str, str]:
@@ -37,7 +58,7 @@ def link_parts(link: str) -> tuple[str, str]:
 
 
 def last_sms(db_path: Path) -> tuple[str, str]:
-    newest = sorted((outbox_dir(db_path) / "sms").iterdir(), key=lambda p: p.stat().st_mtime_ns)[-1]
+    newest = _newest_file(outbox_dir(db_path) / "sms")
     return sms_parts(newest.read_text(encoding="utf-8"))[:2]
 
 
