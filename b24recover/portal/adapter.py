@@ -220,14 +220,12 @@ class Portal:
         return {int(g): p for g, p in self._rows("SELECT ID, SECURITY_POLICY FROM b_group")}
 
     def email_unique(self) -> bool | None:
-        """b_option main/new_user_email_uniq_check: True for 'Y', False for 'N', None when unset
-        (Bitrix's default is 'N')."""
+        """b_option main/new_user_email_uniq_check: True for 'Y'; False for 'N' and when unset
+        (Bitrix's default); None when the portal has no b_option table to ask."""
         if "b_option" not in self.tables():
             return None
         value = self._value("SELECT VALUE FROM b_option WHERE MODULE_ID = 'main' AND NAME = 'new_user_email_uniq_check'")
-        if value is None:
-            return None
-        return str(value).strip().upper() == "Y"
+        return str(value or "N").strip().upper() == "Y"
 
 
 def _after(after: tuple | None) -> tuple[str, tuple]:
@@ -258,7 +256,7 @@ def _connect(dsn: Dsn, password: str | None):
                                    read_timeout=READ_TIMEOUT, autocommit=False)
         except pymysql.err.OperationalError as exc:
             code = exc.args[0] if exc.args else None
-            what = {1045: "refused the sign-in", 1044: "refused access to the database",
+            what = {1045: "refused the sign-in", 1698: "refused the sign-in", 1044: "refused access to the database",
                     1049: "has no such database"}.get(code, "is unreachable")
             raise _unavailable(dsn, what, exc) from None
         except (pymysql.err.Error, OSError) as exc:
