@@ -204,6 +204,13 @@ def load_settings(config_path: str | None, db_path: str) -> Settings:
         raise B24Error("config_invalid", "[sms] transport must be 'outbox', 'command' or 'http'")
     if settings.portal.charset not in ("utf-8", "windows-1251"):
         raise B24Error("config_invalid", "[portal] charset must be 'utf-8' or 'windows-1251'")
+    if settings.portal.dsn:
+        from .portal.dsn import parse_dsn  # light: no driver is imported until a command connects
+
+        try:
+            parse_dsn(settings.portal.dsn)
+        except B24Error as exc:
+            raise B24Error("config_invalid", f"{path}: {exc.message}", hint=exc.hint) from None
     return settings
 
 

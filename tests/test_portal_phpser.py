@@ -9,7 +9,7 @@ from b24recover.portal import grouppolicy
 from b24recover.portal.dsn import parse_dsn
 from b24recover.portal.phpser import PhpSerializeError, loads
 
-# What PHP 8's serialize() writes for these values (checked with `php -r 'echo serialize(...);'`).
+# A Bitrix group policy as PHP's serialize() writes it (lengths are byte counts).
 BITRIX_POLICY = ('a:14:{s:15:"SESSION_TIMEOUT";s:2:"30";s:15:"SESSION_IP_MASK";s:15:"255.255.255.255";'
                  's:13:"MAX_STORE_NUM";s:1:"1";s:13:"STORE_IP_MASK";s:15:"255.255.255.255";'
                  's:13:"STORE_TIMEOUT";s:4:"4320";s:17:"CHECKWORD_TIMEOUT";s:2:"60";'
