@@ -55,7 +55,7 @@ def md5sum(data: str) -> str:
 
 
 LEGACY = {
-    "sha512-crypt": lambda pw: openssl_sha512_crypt(pw, "Qx7fPz2k"),
+    "sha512-crypt": lambda pw: openssl_sha512_crypt(pw, "Qx7fPz2kR4sT6uV8"),
     "md5-salted": lambda pw: "Ab3dEf9H" + md5sum("Ab3dEf9H" + pw),
     "md5": lambda pw: md5sum(pw),
 }
@@ -93,10 +93,11 @@ def test_wrong_password_against_a_legacy_hash_keeps_it(store, db_path, scheme):
     assert row(db_path)["password_hash"] == stored
 
 
-def test_upper_case_md5_hex_from_an_export_is_accepted(store, db_path):
+def test_upper_case_md5_hex_never_verifies_as_in_bitrix(store, db_path):
+    # PHP's md5() is lower-case and Password::equals compares exactly (SPEC §4).
     add_user(store, "anna")
     set_hash(db_path, "Ab3dEf9H" + md5sum("Ab3dEf9H" + "legacy pass").upper())
-    assert passwd(store, "legacy pass").exit_code == 0
+    assert passwd(store, "legacy pass").exit_code == 6
 
 
 # ---- the ordinary flow ------------------------------------------------------------------------

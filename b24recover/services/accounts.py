@@ -43,6 +43,8 @@ def account_view(conn, row) -> dict:
         "social": sorted({s["provider"] for s in socials}),
         "pending": [pending["address"]] if pending else [],
         "must_change_password": bool(row["must_change_password"]),
+        "portal_id": row["portal_id"],
+        "external": row["external"],
     }
 
 
@@ -53,23 +55,32 @@ def get_user(conn, login: str):
     return row
 
 
+def _who(row) -> str:
+    return f"{row['login']!r}" + (f" ({row['external']})" if row["external"] else "")
+
+
 def revoke_on_change(conn, user_id: int, changes: dict, now: int) -> int:
     """Bitrix: blocking an account, or changing its login, email, phone or password hash,
     invalidates its control string. Returns how many were revoked."""
     if changes.get("blocked"):
         return token_store.revoke_active(conn, user_id, now, "blocked")
-    if {"login_key", "email_key", "phone", "password_hash"} & changes.keys():
+    if {"login_key", "email_key", "phone", "password_hash", "blocked"} & changes.keys():
         return token_store.revoke_active(conn, user_id, now, "account_changed")
     return 0
 
 
 def check_free(conn, *, login_key: str | None = None, email_key: str | None = None,
-               phone: str | None = None, owner_id: int | None = None) -> None:
-    """An identifier already used by another account is a conflict that names that account."""
+               phone: str | None = None, owner_id: int | None = None, external: str | None = None,
+               unique_email: bool = True, portal_id: int | None = None) -> None:
+    """An identifier already used by another account is a conflict that names that account.
+
+    Logins are unique per (login, external id), as in Bitrix; emails only while
+    `[accounts] unique_email` is true (Bitrix's new_user_email_uniq_check)."""
     checks = (
-        ("login", login_key, user_store.by_login_key),
-        ("email", email_key, user_store.by_email_key),
+        ("login", login_key, lambda c, k: user_store.by_login(c, k, external)),
+        ("email", email_key if unique_email else None, user_store.by_email_key),
         ("phone", phone, user_store.by_phone),
+        ("portal ID", portal_id, user_store.by_portal_id),
     )
     for what, value, finder in checks:
         if value is None:
@@ -78,7 +89,7 @@ def check_free(conn, *, login_key: str | None = None, email_key: str | None = No
         if other is not None and other["id"] != owner_id:
             raise B24Error(
                 "conflict",
-                f"the {what} is already used by the account {other['login']!r}",
+                f"the {what} is already used by the account {_who(other)}",
                 owner=other["login"],
             )
     if email_key is not None or phone is not None:
@@ -114,7 +125,8 @@ def prepare(ctx: Ctx, login: str, email: str | None, phone: str | None, name: st
 def insert_account(ctx: Ctx, conn, acc: NewAccount, action: str = "user.add", **details) -> int:
     email_key = ids.normalize_email(acc.email)[1] if acc.email else None
     key = ids.login_key(acc.login)
-    check_free(conn, login_key=key, email_key=email_key, phone=acc.phone)
+    check_free(conn, login_key=key, email_key=email_key, phone=acc.phone,
+               unique_email=ctx.settings.accounts.unique_email)
     for provider, subject in acc.social:
         owner = user_store.social_owner(conn, provider, subject)
         if owner is not None:
@@ -182,7 +194,8 @@ def update_user(ctx: Ctx, login: str, *, email: str | None = None, clear_email: 
     with ctx.store.write() as conn:
         row = get_user(conn, login)
         check_free(conn, login_key=changes.get("login_key"), email_key=changes.get("email_key"),
-                   phone=changes.get("phone"), owner_id=row["id"])
+                   phone=changes.get("phone"), owner_id=row["id"], external=row["external"],
+                   unique_email=ctx.settings.accounts.unique_email)
         actual = {k: v for k, v in changes.items() if row[k] != v}
         if not actual:
             return account_view(conn, row)
@@ -231,6 +244,9 @@ def show_user(ctx: Ctx, login: str) -> dict:
                               for s in user_store.socials(conn, row["id"])],
         "pending_addresses": [{"channel": pending["channel"], "address": pending["address"],
                                "since": iso(pending["created_at"])}] if pending else [],
+        "profile_phone": row["profile_phone"],
+        "portal_synced_at": iso(row["portal_synced_at"]),
+        "portal_gone": bool(row["portal_gone"]),
         "password_scheme": scheme_of(row["password_hash"]),
         "legacy_hash": is_legacy(row["password_hash"]),
         "failed_attempts": row["failed_attempts"],

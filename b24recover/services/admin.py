@@ -111,7 +111,7 @@ def passwd(ctx: Ctx, login: str, current: str, new_password: str) -> dict:
         raise B24Error("blocked", f"the account {user['login']} is blocked")
     stored = user["password_hash"]
     scheme = scheme_of(stored)
-    if not verify_password(current, stored):  # slow: before the write lock
+    if not verify_password(current, stored, ctx.settings.portal.charset):  # slow: before the write lock
         raise _refuse_current(ctx, user, scheme)
     new = prepare_password(ctx, new_password, user, notify=True)
     with ctx.store.write() as conn:

@@ -42,9 +42,12 @@ from ..store import users as user_store
 from . import accounts
 from . import identifiers as ids
 from .context import Ctx
-from .passwords import is_recognised, scheme_of
+from . import bitrix, bitrix_hash
+from .passwords import BCRYPT_SHA256, scheme_of
 
-BATCH_ROWS = 5000  # rows per transaction: 1,000 cost a quarter more time in fsyncs and FTS flushes
+BATCH_ROWS = 5000  # rows validated together (and the most one transaction writes)
+PART_ROWS = 1000   # rows of the first transaction; then sized by time (Writer)
+PART_SECONDS = 0.25  # how long one import transaction holds the write lock, about
 MAX_LINE = 64 * 1024          # longer physical lines are bad rows
 MAX_RECORD = 256 * 1024       # a quoted multi-line CSV record may not grow past this
 BAD_KEPT = 10_000             # bad rows listed in the result; bad_count has them all
@@ -56,12 +59,9 @@ FORMATS = ("csv", "jsonl", "bitrix")
 CONFLICT_MODES = ("fail", "skip", "update")
 FIELDS = ("login", "email", "phone", "name", "last_name", "lang", "password_hash", "social", "blocked")
 LOGIN, EMAIL, PHONE, NAME, LAST_NAME, LANG, HASH, SOCIAL, BLOCKED = range(len(FIELDS))
-BITRIX_COLUMNS = ("LOGIN", "EMAIL", "PERSONAL_PHONE", "NAME", "LAST_NAME", "ACTIVE", "BLOCKED",
-                  "EXTERNAL_AUTH_ID", "PASSWORD", "LANGUAGE_ID")
-BITRIX_LANGS = {"en": "en", "ru": "ru", "de": "de", "it": "it", "pt": "pt", "br": "pt"}
+BITRIX_COLUMNS = bitrix.COLUMNS + bitrix.OPTIONAL  # other b_user columns (a real export has dozens) are ignored
 _TRUE = {"1", "true", "y", "yes"}
 _FALSE = {"0", "false", "n", "no"}
-_SHA512_CRYPT = re.compile(r"\$6\$(?:rounds=\d{1,9}\$)?[./0-9A-Za-z]{0,16}\$[./0-9A-Za-z]{86}")
 
 
 @dataclass
@@ -358,23 +358,9 @@ def _csv_values(cells: list[str], layout: Layout) -> tuple:
     return tuple(values)
 
 
-def _bitrix_values(cells: list[str], layout: Layout) -> tuple:
-    got = {name: (cells[index].strip() or None) for name, index in layout.columns}
-    login = cells[layout.login_at] or None
-    active = None if got.get("ACTIVE") is None else _flag(got["ACTIVE"], "ACTIVE")
-    blocked = None if got.get("BLOCKED") is None else _flag(got["BLOCKED"], "BLOCKED")
-    # ACTIVE=N or BLOCKED=Y blocks; both empty leave the state to the default (or as stored).
-    is_blocked = None if active is None and blocked is None else (active is False or blocked is True)
-    social = password = None
-    if (got.get("EXTERNAL_AUTH_ID") or "").lower() == "socservices":
-        social = (f"socservices:{(login or '').strip()}",)  # a social-only account: PASSWORD ignored
-    else:
-        password = got.get("PASSWORD")
-    lang = got.get("LANGUAGE_ID")
-    if lang is not None:
-        lang = BITRIX_LANGS.get(lang.lower())
-    return (login, got.get("EMAIL"), got.get("PERSONAL_PHONE"), got.get("NAME"), got.get("LAST_NAME"), lang,
-            password, social, is_blocked)
+def _bitrix_row(cells: list[str], layout: Layout) -> dict:
+    """The cells of a b_user export as the row mapping services/bitrix.py reads."""
+    return {name: cells[index] for name, index in layout.columns}
 
 
 _JSON_TEXT = {"login", "email", "phone", "name", "last_name", "lang", "password_hash"}
@@ -427,8 +413,6 @@ def to_values(layout: Layout, payload) -> tuple:
     """A payload -> values in FIELDS order (None = not given). Raises ValueError."""
     if layout.fmt == "csv":
         return _csv_values(payload, layout)
-    if layout.fmt == "bitrix":
-        return _bitrix_values(payload, layout)
     return _json_values(payload)
 
 
@@ -498,27 +482,65 @@ def normalize_phone(text: str, region: str) -> str:
 
 
 def check_hash(value: str, column: str) -> str:
+    """A password hash the tool can verify: its own bcrypt formats, or one Bitrix's
+    Password::equals can verify (bitrix_hash: the length rule, no $6$rounds=)."""
     value = ids.clean_text(value, f"the {column}", max_len=512)
-    scheme = scheme_of(value)
-    if not is_recognised(value) or (scheme == "sha512-crypt" and not _SHA512_CRYPT.fullmatch(value)):
-        raise B24Error("invalid_input", f"the {column} is not a recognised hash: Bitrix $6$ (SHA-512-crypt), "
-                       "8-character salt + md5, md5, or bcrypt")
+    if scheme_of(value) in (BCRYPT_SHA256, "bcrypt"):
+        return value
+    reason = bitrix_hash.refusal(value)
+    if reason is not None:
+        raise B24Error("invalid_input", f"the {column} is not a recognised hash: {reason}")
     return value
 
 
-# A validated row: these fields, then the keys it claims (see _keys_of).
-V_LOGIN, V_KEY, V_EMAIL, V_EMAIL_KEY, V_PHONE, V_NAME, V_LAST, V_LANG, V_HASH, V_SOCIAL, V_BLOCKED, V_KEYS = range(12)
+# A validated row: these fields, the keys it claims (see _keys_of), then the Bitrix ones.
+(V_LOGIN, V_KEY, V_EMAIL, V_EMAIL_KEY, V_PHONE, V_NAME, V_LAST, V_LANG, V_HASH, V_SOCIAL, V_BLOCKED, V_KEYS,
+ V_EXTERNAL, V_PROFILE_PHONE, V_PORTAL_ID, V_SOFT_PHONE) = range(16)
 
 
-def _keys_of(login_key: str, email_key: str | None, phone: str | None, socials: tuple) -> tuple[str, ...]:
-    """The identifiers a row claims; addresses share one name space, as in pending links."""
-    keys = ["l:" + login_key]
+def login_claim(login_key: str, external: str | None) -> str:
+    """The key a login claims: unique per (login, external id), as in Bitrix."""
+    return "l:" + login_key + ("\x00" + external if external else "")
+
+
+def _keys_of(login_key: str, email_key: str | None, phone: str | None, socials: tuple,
+             external: str | None = None, portal_id: int | None = None) -> tuple[str, ...]:
+    """The identifiers a row claims; addresses share one name space, as in pending links.
+    The login's claim comes first."""
+    keys = [login_claim(login_key, external)]
     if email_key:
         keys.append("a:" + email_key)
     if phone:
         keys.append("a:" + phone)
     keys.extend(f"s:{p}:{s}" for p, s in socials)
+    if portal_id is not None:
+        keys.append(f"p:{portal_id}")
     return tuple(keys)
+
+
+def without_soft_phone(row: tuple, unique_email: bool) -> tuple:
+    """A Bitrix row whose PERSONAL_PHONE is shared with another account: it keeps the number as
+    profile data only (SPEC §4), instead of being refused."""
+    row = list(row)
+    row[V_PHONE], row[V_SOFT_PHONE] = None, False
+    row[V_KEYS] = _keys_of(row[V_KEY], row[V_EMAIL_KEY] if unique_email else None, None, row[V_SOCIAL],
+                           row[V_EXTERNAL], row[V_PORTAL_ID])
+    return tuple(row)
+
+
+def _validate_bitrix(ctx: Ctx, line: int, row: dict) -> tuple:
+    try:
+        acc = bitrix.map_row(row, region=ctx.settings.default_country,
+                             normalize_email=normalize_email, normalize_phone=normalize_phone)
+    except B24Error as exc:
+        login = row.get("LOGIN")
+        return _bad(line, exc.message, login or None, exc.code)
+    key = acc.login_key
+    unique = ctx.settings.accounts.unique_email
+    return (line, (acc.login, key, acc.email, acc.email_key, acc.phone, acc.name or None, acc.last_name or None,
+                   acc.lang, acc.password_hash, acc.social, acc.blocked,
+                   _keys_of(key, acc.email_key if unique else None, acc.phone, acc.social, acc.external, acc.portal_id),
+                   acc.external, acc.profile_phone, acc.portal_id, acc.phone_from_profile))
 
 
 def validate_record(ctx: Ctx, layout: Layout, record: tuple) -> tuple:
@@ -526,6 +548,8 @@ def validate_record(ctx: Ctx, layout: Layout, record: tuple) -> tuple:
     if record[1] is None:
         return record
     line, payload = record
+    if layout.fmt == "bitrix":
+        return _validate_bitrix(ctx, line, _bitrix_row(payload, layout))
     try:
         v = to_values(layout, payload)
     except ValueError as exc:
@@ -536,15 +560,16 @@ def validate_record(ctx: Ctx, layout: Layout, record: tuple) -> tuple:
                                v[SOCIAL] or (), blocked=bool(v[BLOCKED]))
         email, email_key = normalize_email(v[EMAIL]) if v[EMAIL] else (None, None)
         phone = normalize_phone(v[PHONE], ctx.settings.default_country) if v[PHONE] else None
-        column = "PASSWORD" if layout.fmt == "bitrix" else "password_hash"
-        password_hash = check_hash(v[HASH], column) if v[HASH] else None
+        password_hash = check_hash(v[HASH], "password_hash") if v[HASH] else None
     except B24Error as exc:
         return _bad(line, exc.message, v[LOGIN], exc.code)
     key = ids.login_key(acc.login)
+    unique = ctx.settings.accounts.unique_email
     return (line, (acc.login, key, email, email_key, phone,
                    None if v[NAME] is None else acc.name, None if v[LAST_NAME] is None else acc.last_name,
                    acc.lang, password_hash, acc.social, v[BLOCKED],
-                   _keys_of(key, email_key, phone, acc.social)))
+                   _keys_of(key, email_key if unique else None, phone, acc.social),
+                   None, None, None, False))
 
 
 @functools.lru_cache(maxsize=1)
@@ -683,7 +708,7 @@ class Validator:
 #
 # The batch queries (IN (...) lookups, multi-row INSERTs, the TEMP table) are in store/imports.py.
 
-_KEY_WHAT = {"l": "login", "a": "address", "s": "social identity"}
+_KEY_WHAT = {"l": "login", "a": "address", "s": "social identity", "p": "portal ID"}
 
 
 class _Rollback(Exception):
@@ -691,22 +716,42 @@ class _Rollback(Exception):
 
 
 class Writer:
-    """Applies validated batches to the store, one transaction per batch.
+    """Applies validated batches to the store in transactions sized by time.
+
+    A batch is written in parts, each its own `BEGIN IMMEDIATE` transaction sized so that it
+    holds the write lock for about PART_SECONDS (services/audit.Pacer, as the purge does), and
+    between parts the import steps aside long enough for a waiting writer to get in: a short
+    operation (issue, redeem, reset) queued behind several imports waits about a second at most.
 
     A row repeating an identifier of an earlier row of the same file is a conflict, in every
     mode (update too: two rows for one account are ambiguous). Within a batch the earlier rows
     are in `claimed`. Across batches: the accounts this import added are the id ranges it
-    inserted (the write lock is held, so every new id of a batch is ours); the accounts it
-    updated, and in a dry run (whose batches are rolled back) every identifier, are kept in a
-    TEMP table of 64-bit key hashes (store/imports.py): it lives on disk behind a small page
+    inserted (the write lock is held, so every new id of a transaction is ours); the accounts it
+    updated, and in a dry run (whose transactions are rolled back) every identifier, are kept in
+    a TEMP table of 64-bit key hashes (store/imports.py): it lives on disk behind a small page
     cache, so millions of rows do not grow this process, and writing it never takes the store's
     write lock.
+
+    --on-conflict update changes profile fields only (name, last name, email, phone, lang, and a
+    Bitrix row's profile phone and portal ID); password hashes and new social identities only
+    with `update_passwords`, blocked/active only with `update_state`. Each changed account is one
+    `user.update` audit event naming the changed fields, never their secret values.
     """
 
-    def __init__(self, ctx: Ctx, result: ImportResult, on_conflict: str, source: str):
+    PROFILE = ("email", "phone", "name", "last_name", "lang", "profile_phone", "portal_id")
+
+    def __init__(self, ctx: Ctx, result: ImportResult, on_conflict: str, source: str, *,
+                 update_passwords: bool = False, update_state: bool = False, pacer=None):
+        from .audit import Pacer
+
         self.ctx, self.result, self.mode, self.source = ctx, result, on_conflict, source
+        self.update_passwords, self.update_state = update_passwords, update_state
+        self.unique_email = ctx.settings.accounts.unique_email
         self.conn = ctx.store.conn
-        self.added_ids: list[tuple[int, int]] = []  # (after, last]: ids added by each batch
+        self.pacer = pacer or Pacer(batch=PART_ROWS, target=PART_SECONDS, min_batch=50, max_batch=BATCH_ROWS,
+                                    window=PART_SECONDS)
+        self.added_ids: list[tuple[int, int]] = []  # (after, last]: ids added by each transaction
+        self._seen_version = import_store.data_version(self.conn)
         import_store.open_seen(self.conn)
         # A larger page cache for the store while importing: index pages of a big table stay
         # in memory instead of being re-read for every batch (measured: a third off each insert).
@@ -721,26 +766,44 @@ class Writer:
         r = self.result
         return (r.read, r.added, r.updated, r.unchanged, r.skipped, r.bad_count)
 
+    def _others_wrote(self) -> bool:
+        now = import_store.data_version(self.conn)
+        changed, self._seen_version = now != self._seen_version, now
+        return changed
+
     def write(self, batch: list) -> None:
+        import time
+
+        claimed: dict[str, int] = {}   # key -> line, for the rows of this batch
+        at = 0
+        while at < len(batch):
+            size = self.pacer.batch
+            began = time.monotonic()
+            self._write_part(batch[at:at + size], claimed)
+            self.pacer.took(time.monotonic() - began)
+            self._seen_version = import_store.data_version(self.conn)
+            at += size
+            self.pacer.after_batch(self._others_wrote)
+
+    def _write_part(self, part: list, claimed: dict) -> None:
         result = self.result
         before = self._counts()
-        claimed: dict[str, int] = {}   # key -> line, for the rows of this batch
         remember: list[str] = []       # keys to keep for later batches (see the class doc)
         try:
             with self.ctx.store.write() as conn:
-                added_ids = self._apply(conn, batch, claimed, remember)
+                added_ids = self._apply(conn, part, claimed, remember)
                 if result.dry_run:
                     raise _Rollback
                 _, added, updated, unchanged, skipped, bad = (now - then for now, then in zip(self._counts(), before))
                 self.ctx.audit(conn, "user.import", None, source=self.source, format=result.format,
-                               on_conflict=self.mode, first_line=batch[0][0], last_line=batch[-1][0],
+                               on_conflict=self.mode, first_line=part[0][0], last_line=part[-1][0],
                                added=added, updated=updated, unchanged=unchanged, skipped=skipped, bad=bad)
             if added_ids:
                 self.added_ids.append(added_ids)
         except _Rollback:
             pass
         except BaseException:
-            # Nothing of this batch was written: take back its counts before passing the error on.
+            # Nothing of this part was written: take back its counts before passing the error on.
             (result.read, result.added, result.updated, result.unchanged, result.skipped,
              result.bad_count) = before
             del result.bad[result.bad_count:]
@@ -761,17 +824,25 @@ class Writer:
             if row is None:
                 result.add_bad(line, record[4], record[2], record[3])
                 continue
+            while True:
+                clash = next((k for k in row[V_KEYS] if k in claimed or hash(k) in seen), None)
+                if clash is not None and row[V_SOFT_PHONE] and clash == "a:" + row[V_PHONE]:
+                    row = without_soft_phone(row, self.unique_email)  # a shared PERSONAL_PHONE
+                    continue
+                break
             keys = row[V_KEYS]
-            clash = next((k for k in keys if k in claimed or hash(k) in seen), None)
             if clash is not None:
                 first = claimed.get(clash) or seen[hash(clash)]
                 self._conflict(line, row, f"the {_KEY_WHAT[clash[0]]} is also on line {first} of this file")
                 continue
             try:
-                if not hits.isdisjoint(keys) and self._update_or_check(conn, row, now):
-                    claimed.update(dict.fromkeys(keys, line))
-                    remember.extend(keys if dry_run else keys[:1])
-                    continue
+                if not hits.isdisjoint(keys):
+                    done, row = self._update_or_check(conn, row, now)
+                    keys = row[V_KEYS]
+                    if done:
+                        claimed.update(dict.fromkeys(keys, line))
+                        remember.extend(keys if dry_run else keys[:1])
+                        continue
             except B24Error as exc:
                 self._conflict(line, row, exc.message, exc.code)
                 continue
@@ -799,35 +870,50 @@ class Writer:
     def _store_hits(self, conn, good: list) -> set[str]:
         """Keys of this batch already used in the store; only those rows need precise checks."""
         logins = [r[V_KEY] for r in good]
-        emails = [r[V_EMAIL_KEY] for r in good if r[V_EMAIL_KEY]]
+        emails = [r[V_EMAIL_KEY] for r in good if r[V_EMAIL_KEY]] if self.unique_email else []
         phones = [r[V_PHONE] for r in good if r[V_PHONE]]
         socials = [pair for r in good for pair in r[V_SOCIAL]]
-        hits = {"l:" + k for k in import_store.keys_in_use(conn, "login_key", logins)}
+        portal_ids = [r[V_PORTAL_ID] for r in good if r[V_PORTAL_ID] is not None]
+        used_logins = import_store.keys_in_use(conn, "login_key", logins)
+        hits = {r[V_KEYS][0] for r in good if r[V_KEY] in used_logins}  # a login in use, any external id
         hits.update("a:" + k for k in import_store.keys_in_use(conn, "email_key", emails))
         hits.update("a:" + k for k in import_store.keys_in_use(conn, "phone", phones))
         hits.update("a:" + k for k in import_store.keys_in_use(conn, "address_key", emails + phones))
         hits.update(f"s:{p}:{s}" for p, s in import_store.socials_in_use(conn, socials))
+        hits.update(f"p:{k}" for k in import_store.keys_in_use(conn, "portal_id", portal_ids))
         return hits
 
     def _added_here(self, user_id: int) -> bool:
         at = bisect.bisect_left(self.added_ids, (user_id,)) - 1
         return at >= 0 and self.added_ids[at][0] < user_id <= self.added_ids[at][1]
 
-    def _update_or_check(self, conn, row: tuple, now: int) -> bool:
+    def _check_free(self, conn, row: tuple, owner_id: int | None, with_login: bool) -> tuple:
+        """accounts.check_free for a row; a shared PERSONAL_PHONE is dropped, not a conflict.
+        Returns the row (maybe without its sign-in phone)."""
+        if row[V_SOFT_PHONE]:
+            holders = (user_store.by_phone(conn, row[V_PHONE]), user_store.pending_owner(conn, row[V_PHONE]))
+            if any(h is not None and h["id"] != owner_id for h in holders):
+                row = without_soft_phone(row, self.unique_email)
+        accounts.check_free(conn, login_key=row[V_KEY] if with_login else None, external=row[V_EXTERNAL],
+                            email_key=row[V_EMAIL_KEY], phone=row[V_PHONE], owner_id=owner_id,
+                            unique_email=self.unique_email, portal_id=row[V_PORTAL_ID])
+        return row
+
+    def _update_or_check(self, conn, row: tuple, now: int) -> tuple[bool, tuple]:
         """A row touching identifiers in use: update its account (True), or raise the conflict."""
-        existing = user_store.by_login_key(conn, row[V_KEY])
+        existing = user_store.by_login(conn, row[V_KEY], row[V_EXTERNAL])
         if existing is not None and self.mode == "update" and not self._added_here(existing["id"]):
-            self._update(conn, existing, row, now)
-            return True
+            row = self._update(conn, existing, row, now)
+            return True, row
         try:
-            accounts.check_free(conn, login_key=row[V_KEY], email_key=row[V_EMAIL_KEY], phone=row[V_PHONE])
+            row = self._check_free(conn, row, owner_id=None, with_login=True)
             self._check_socials(conn, row, owner_id=None)
         except B24Error as exc:
             owner = user_store.by_login_key(conn, ids.login_key(exc.details.get("owner") or ""))
             if owner is not None and self._added_here(owner["id"]):
                 exc.message += ", added from an earlier row of this file"
             raise
-        return False
+        return False, row
 
     @staticmethod
     def _check_socials(conn, row: tuple, owner_id: int | None) -> list:
@@ -842,25 +928,39 @@ class Writer:
                                owner=owner["login"])
         return new
 
-    def _update(self, conn, existing, row: tuple, now: int) -> None:
-        """--on-conflict update: the row's given fields replace the stored ones."""
-        accounts.check_free(conn, email_key=row[V_EMAIL_KEY], phone=row[V_PHONE], owner_id=existing["id"])
-        new_socials = self._check_socials(conn, row, owner_id=existing["id"])
+    def _update(self, conn, existing, row: tuple, now: int) -> tuple:
+        """--on-conflict update: the row's given profile fields replace the stored ones; the
+        password hash and social identities with update_passwords, the state with update_state."""
+        row = self._check_free(conn, row, owner_id=existing["id"], with_login=False)
+        new_socials = self._check_socials(conn, row, owner_id=existing["id"]) if self.update_passwords else []
         given = {"email": row[V_EMAIL], "email_key": row[V_EMAIL_KEY], "phone": row[V_PHONE], "name": row[V_NAME],
-                 "last_name": row[V_LAST], "lang": row[V_LANG], "password_hash": row[V_HASH],
-                 "blocked": None if row[V_BLOCKED] is None else int(row[V_BLOCKED])}
+                 "last_name": row[V_LAST], "lang": row[V_LANG], "profile_phone": row[V_PROFILE_PHONE],
+                 "portal_id": row[V_PORTAL_ID]}
+        if self.update_passwords:
+            given["password_hash"] = row[V_HASH]
+        if self.update_state:
+            given["blocked"] = None if row[V_BLOCKED] is None else int(row[V_BLOCKED])
         changes = {k: v for k, v in given.items() if v is not None and existing[k] != v}
         if not changes and not new_socials:
             self.result.unchanged += 1
-            return
+            return row
+        fields = sorted(k for k in changes if k != "email_key")
         if "password_hash" in changes:
             changes["password_changed_at"] = now
+            changes["must_change_password"] = 0
         changes["updated_at"] = now
         user_store.update(conn, existing["id"], changes)
         for provider, subject in new_socials:
             user_store.add_social(conn, existing["id"], provider, subject, now)
-        accounts.revoke_on_change(conn, existing["id"], changes, now)
+        revoked = accounts.revoke_on_change(conn, existing["id"], changes, now)
+        if "password_hash" in changes:
+            # The imported hash is a new password: the account starts a fresh history and
+            # failure count (Bitrix does the same on a password change).
+            user_store.update(conn, existing["id"], {"failed_attempts": 0})
+        self.ctx.audit(conn, "user.update", existing["login"], source="import", file=self.source,
+                       fields=fields + (["social"] if new_socials else []), revoked=revoked)
         self.result.updated += 1
+        return row
 
     @staticmethod
     def _insert(conn, plain: list, with_social: list, now: int) -> tuple[int, int] | None:
@@ -868,7 +968,7 @@ class Writer:
         def columns(r):  # in import_store.INSERT_COLUMNS order
             return (r[V_LOGIN], r[V_KEY], r[V_EMAIL], r[V_EMAIL_KEY], r[V_PHONE], r[V_NAME] or "",
                     r[V_LAST] or "", r[V_LANG], int(bool(r[V_BLOCKED])), r[V_HASH], now, now,
-                    now if r[V_HASH] else None)
+                    now if r[V_HASH] else None, r[V_EXTERNAL], r[V_PROFILE_PHONE], r[V_PORTAL_ID])
 
         if not plain and not with_social:
             return None
@@ -879,7 +979,7 @@ class Writer:
             ids_by_key = import_store.insert_many(conn, [columns(r) for r in with_social], returning=True)
             for r in with_social:
                 for provider, subject in r[V_SOCIAL]:
-                    user_store.add_social(conn, ids_by_key[r[V_KEY]], provider, subject, now)
+                    user_store.add_social(conn, ids_by_key[(r[V_KEY], r[V_EXTERNAL])], provider, subject, now)
         return after, user_store.max_id(conn)
 
 
@@ -894,7 +994,8 @@ def _file_size(stream) -> int:
 
 def run_import(ctx: Ctx, stream, *, name: str = "-", fmt: str | None = None, on_conflict: str = "fail",
                dry_run: bool = False, progress=None, workers: int | None = None,
-               parallel_after: int | None = None) -> ImportResult:
+               parallel_after: int | None = None, update_passwords: bool = False, update_state: bool = False,
+               encoding: str | None = None, columns: list[str] | None = None) -> ImportResult:
     """Import accounts from a binary stream. `progress(bytes_read)` is called after each batch.
 
     Raises B24Error for file-level problems (unknown format, bad header) before anything is
@@ -912,7 +1013,7 @@ def run_import(ctx: Ctx, stream, *, name: str = "-", fmt: str | None = None, on_
         # A long file: helpers start at once, their start-up overlapping the first batches.
         parallel_after = 0 if _file_size(stream) >= PARALLEL_AT_ONCE else PARALLEL_AFTER
     validator = Validator(ctx, layout, workers, parallel_after)
-    writer = Writer(ctx, result, on_conflict, name)
+    writer = Writer(ctx, result, on_conflict, name, update_passwords=update_passwords, update_state=update_state)
     try:
         for batch in validator.map(batches(rows)):
             writer.write(batch)

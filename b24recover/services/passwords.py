@@ -1,4 +1,5 @@
-"""Password hashes: bcrypt-sha256 for new passwords, recognition of imported Bitrix hashes.
+"""Password hashes: bcrypt-sha256 for new passwords; imported Bitrix hashes are recognised and
+verified by `bitrix_hash` (Bitrix's own Password::equals rule), the one place of that rule.
 
 New hashes use passlib's documented bcrypt-sha256 v2 format (written here with pyca/bcrypt): the password is pre-hashed with
 HMAC-SHA256 keyed by the bcrypt salt and base64-encoded before bcrypt, so a password of any
@@ -14,7 +15,6 @@ import re
 
 BCRYPT_SHA256 = "bcrypt-sha256"
 LEGACY_SCHEMES = {"sha512-crypt", "md5-salted", "md5", "bcrypt"}
-_HEX = set("0123456789abcdefABCDEF")
 
 
 def scheme_of(stored: str | None) -> str | None:
@@ -24,13 +24,9 @@ def scheme_of(stored: str | None) -> str | None:
         return BCRYPT_SHA256
     if stored.startswith(("$2a$", "$2b$", "$2y$")):
         return "bcrypt"
-    if stored.startswith("$6$"):
-        return "sha512-crypt"
-    if len(stored) == 40 and set(stored[8:]) <= _HEX:
-        return "md5-salted"  # Bitrix: 8-character salt + md5(salt + password)
-    if len(stored) == 32 and set(stored) <= _HEX:
-        return "md5"  # oldest Bitrix: md5(password)
-    return "unknown"
+    from . import bitrix_hash
+
+    return bitrix_hash.recognise(stored) or "unknown"
 
 
 def is_legacy(stored: str | None) -> bool:
@@ -60,7 +56,8 @@ def hash_password(password: str, rounds: int) -> str:
     return f"$bcrypt-sha256$v=2,t=2b,r={rounds}${salt}${digest}"
 
 
-def verify_password(password: str, stored: str | None) -> bool:
+def verify_password(password: str, stored: str | None, charset: str = "utf-8") -> bool:
+    """`charset` is the portal's ([portal] charset): Bitrix hashes are over those bytes."""
     scheme = scheme_of(stored)
     if scheme is None or scheme == "unknown":
         return False
@@ -79,14 +76,6 @@ def verify_password(password: str, stored: str | None) -> bool:
 
         # Plain bcrypt only sees 72 bytes; a longer candidate cannot be the imported password.
         return len(raw) <= 72 and bcrypt.checkpw(raw, stored.encode("ascii"))
-    if scheme == "sha512-crypt":
-        from passlib.hash import sha512_crypt
+    from . import bitrix_hash
 
-        try:
-            return sha512_crypt.verify(password, stored)
-        except ValueError:
-            return False
-    if scheme == "md5-salted":
-        salt, digest = stored[:8], stored[8:].lower()
-        return hmac.compare_digest(hashlib.md5(salt.encode("utf-8") + raw).hexdigest(), digest)
-    return hmac.compare_digest(hashlib.md5(raw).hexdigest(), stored.lower())
+    return bitrix_hash.verify(password, stored, charset)

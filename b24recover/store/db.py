@@ -141,9 +141,19 @@ def init_store(path: str | Path) -> tuple[Store, list[str]]:
             from .schema import apply_migrations
 
             # Everyone who races to migrate queues on the write lock; whoever comes second
-            # finds nothing pending.
-            with store.write():
-                applied = apply_migrations(conn)
+            # finds nothing pending. Foreign keys are off meanwhile (a table rebuild's DROP TABLE
+            # would run the children's ON DELETE CASCADE; the pragma cannot change inside a
+            # transaction) and are checked before the commit.
+            conn.execute("PRAGMA foreign_keys = OFF")
+            try:
+                with store.write():
+                    applied = apply_migrations(conn)
+                    broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise B24Error("store_corrupt", f"the upgrade of {path} would break {len(broken)} "
+                                       f"reference(s) (first in table {broken[0][0]}); nothing was changed")
+            finally:
+                conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.Error as exc:
         raise translate(exc, path) from None
     return store, applied

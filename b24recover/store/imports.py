@@ -6,10 +6,12 @@ from __future__ import annotations
 IN_CHUNK = 900  # values per IN (...) list, under SQLite's oldest variable limit
 
 # Where each identifier lives; the only names ever put into the SQL text.
-KEY_TABLES = {"login_key": "users", "email_key": "users", "phone": "users", "address_key": "pending_addresses"}
+KEY_TABLES = {"login_key": "users", "email_key": "users", "phone": "users", "portal_id": "users",
+              "address_key": "pending_addresses"}
 
 INSERT_COLUMNS = ("login", "login_key", "email", "email_key", "phone", "name", "last_name", "lang",
-                  "blocked", "password_hash", "created_at", "updated_at", "password_changed_at")
+                  "blocked", "password_hash", "created_at", "updated_at", "password_changed_at",
+                  "external", "profile_phone", "portal_id")
 _ROWS_PER_INSERT = 32766 // len(INSERT_COLUMNS) // 4
 
 
@@ -41,16 +43,16 @@ def socials_in_use(conn, pairs: list) -> set:
 def insert_many(conn, rows: list[tuple], returning: bool) -> dict[str, int]:
     """Insert accounts given as tuples in INSERT_COLUMNS order, with one multi-row INSERT per
     chunk: the full-text trigger then costs a fraction of one insert per statement. Returns
-    login_key -> id when asked."""
-    ids_by_key: dict[str, int] = {}
+    (login_key, external) -> id when asked."""
+    ids_by_key: dict[tuple, int] = {}
     one = "(" + ",".join("?" * len(INSERT_COLUMNS)) + ")"
     for chunk in chunks(rows, _ROWS_PER_INSERT):
         sql = f"INSERT INTO users ({', '.join(INSERT_COLUMNS)}) VALUES " + ",".join([one] * len(chunk))
         if returning:
-            sql += " RETURNING id, login_key"
+            sql += " RETURNING id, login_key, external"
         cur = conn.execute(sql, [x for row in chunk for x in row])
         if returning:
-            ids_by_key.update((key, user_id) for user_id, key in cur.fetchall())
+            ids_by_key.update(((key, external), user_id) for user_id, key, external in cur.fetchall())
     return ids_by_key
 
 
@@ -86,6 +88,11 @@ def seen_lines(conn, hashes: list[int]) -> dict[int, int]:
         sql = f"SELECT hash, line FROM temp.import_seen WHERE hash IN ({','.join('?' * len(chunk))})"
         found.update(conn.execute(sql, chunk).fetchall())
     return found
+
+
+def data_version(conn) -> int:
+    """Changes whenever another connection commits: how an import sees that a waiter got in."""
+    return conn.execute("PRAGMA data_version").fetchone()[0]
 
 
 # ---- the page cache -----------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Schema migrations, applied in order by sqlite-utils' Migrations (imported only by `init`).
 
-Each entry is (name, SQL). The schema version is the number of entries and is mirrored into
+Each entry is (name, SQL) or (name, function(conn)) for a step that must read the schema it
+upgrades (a table rebuild). The schema version is the number of entries and is mirrored into
 PRAGMA user_version, so every other command checks it with plain sqlite3 at no import cost.
 """
 
@@ -164,6 +165,7 @@ CREATE TABLE bulk_items (
 );
 """,
     ),
+    ("0003_bitrix_accounts", "rebuild_users_for_bitrix"),
     (
         "0007_portal_sync",
         """
@@ -226,8 +228,11 @@ def apply_migrations(conn) -> list[str]:
     for number, (name, sql) in enumerate(MIGRATIONS, start=1):
 
         def step(db, sql=sql, number=number):
-            for statement in _split(sql):
-                db.execute(statement)
+            if sql in STEPS:
+                STEPS[sql](db.conn)
+            else:
+                for statement in _split(sql):
+                    db.execute(statement)
             db.execute(f"PRAGMA user_version = {number}")
 
         migrations(name=name)(step)
@@ -252,3 +257,49 @@ def _split(script: str) -> list[str]:
     if current.strip():
         statements.append(current.strip())
     return statements
+
+
+# ---- steps written in Python ----------------------------------------------------------------------
+
+_BITRIX_COLUMNS = """,
+    portal_id INTEGER UNIQUE,             -- b_user.ID of an account read from a portal
+    external TEXT,                        -- EXTERNAL_AUTH_ID of an account managed elsewhere (LDAP#1, bot, ...)
+    profile_phone TEXT,                   -- PERSONAL_PHONE kept as profile data (free text or shared)
+    portal_synced_at INTEGER,             -- when the portal row was last read
+    portal_gone INTEGER NOT NULL DEFAULT 0  -- the portal no longer has this account
+)"""
+
+
+def rebuild_users_for_bitrix(conn) -> None:
+    """0003: accounts as Bitrix keeps them (SPEC §4, §6).
+
+    Logins become unique per (login, external id) and email loses its UNIQUE constraint (the
+    service enforces it when `[accounts] unique_email` is true): SQLite cannot drop a column
+    constraint, so the table is rebuilt by its 12-step procedure. The new table is written from
+    the stored CREATE statement, so columns other migrations added are kept; every index and
+    trigger on `users` (the full-text ones too) is re-created, and the row ids stay, so child
+    rows and the FTS index still match. The runner has foreign keys off for this (a DROP TABLE
+    would otherwise run the children's ON DELETE CASCADE) and checks them before committing.
+    """
+    import re
+
+    create = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'users'").fetchone()[0]
+    others = [r[0] for r in conn.execute(
+        "SELECT sql FROM sqlite_master WHERE tbl_name = 'users' AND type IN ('index', 'trigger') AND sql IS NOT NULL")]
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(users)")]
+    body = create[create.index("(") + 1:create.rindex(")")]
+    body = re.sub(r"(\blogin_key\s+TEXT\s+NOT\s+NULL)\s+UNIQUE", r"\1", body, flags=re.I)
+    body = re.sub(r"(\bemail_key\s+TEXT)\s+UNIQUE", r"\1", body, flags=re.I)
+    conn.execute("CREATE TABLE users_rebuilt (" + body.rstrip() + _BITRIX_COLUMNS)
+    names = ", ".join(columns)
+    conn.execute(f"INSERT INTO users_rebuilt ({names}) SELECT {names} FROM users")
+    conn.execute("DROP TABLE users")
+    conn.execute("ALTER TABLE users_rebuilt RENAME TO users")
+    for sql in others:
+        conn.execute(sql)
+    conn.execute("CREATE UNIQUE INDEX users_login ON users(login_key, ifnull(external, ''))")
+    conn.execute("CREATE INDEX users_email ON users(email_key) WHERE email_key IS NOT NULL")
+    conn.execute("CREATE INDEX users_portal_synced ON users(portal_synced_at) WHERE portal_id IS NOT NULL")
+
+
+STEPS = {"rebuild_users_for_bitrix": rebuild_users_for_bitrix}

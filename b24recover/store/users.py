@@ -5,6 +5,7 @@ from __future__ import annotations
 USER_COLUMNS = (
     "login", "login_key", "email", "email_key", "phone", "name", "last_name", "lang", "blocked",
     "password_hash", "must_change_password", "created_at", "updated_at", "password_changed_at",
+    "portal_id", "external", "profile_phone", "portal_synced_at", "portal_gone",
 )
 
 
@@ -38,11 +39,30 @@ def by_id(conn, user_id: int):
 
 
 def by_login_key(conn, key: str):
-    return conn.execute("SELECT * FROM users WHERE login_key = ?", (key,)).fetchone()
+    """The account a typed login names. Logins are unique per (login, external id), as in
+    Bitrix: when an internal account and external ones share a login, the internal one is
+    meant (it is the one that signs in with a password); else the oldest external one."""
+    return conn.execute("SELECT * FROM users WHERE login_key = ? ORDER BY external IS NOT NULL, id LIMIT 1",
+                        (key,)).fetchone()
+
+
+def by_login(conn, key: str, external: str | None):
+    """The account with exactly this (login, external id): the uniqueness key."""
+    return conn.execute("SELECT * FROM users WHERE login_key = ? AND ifnull(external, '') = ifnull(?, '')",
+                        (key, external)).fetchone()
 
 
 def by_email_key(conn, key: str):
-    return conn.execute("SELECT * FROM users WHERE email_key = ?", (key,)).fetchone()
+    return conn.execute("SELECT * FROM users WHERE email_key = ? ORDER BY id LIMIT 1", (key,)).fetchone()
+
+
+def all_by_email_key(conn, key: str, limit: int = 1000):
+    """Every account with this email (several when `[accounts] unique_email = false`)."""
+    return conn.execute("SELECT * FROM users WHERE email_key = ? ORDER BY id LIMIT ?", (key, limit)).fetchall()
+
+
+def by_portal_id(conn, portal_id: int):
+    return conn.execute("SELECT * FROM users WHERE portal_id = ?", (portal_id,)).fetchone()
 
 
 def by_phone(conn, e164: str):
