@@ -27,8 +27,15 @@ def make_ctx(g: Globals, *, store: bool = True):
     from ..store.db import open_store
 
     settings = load_settings(g.config, g.db)
-    return Ctx(store=open_store(settings.db_path) if store else None, settings=settings,
-               clock=g.clock or SystemClock(), actor=default_actor(settings, g.actor))
+    opened = open_store(settings.db_path) if store else None
+    if opened is not None and settings.portal.dsn:
+        from ..store.portal import email_unique
+
+        # A synced portal's own new_user_email_uniq_check overrides [accounts] unique_email.
+        portal_rule = email_unique(opened.conn)
+        if portal_rule is not None:
+            settings.accounts.unique_email = portal_rule
+    return Ctx(store=opened, settings=settings, clock=g.clock or SystemClock(), actor=default_actor(settings, g.actor))
 
 
 def run_guarded(call, *, as_json: bool, db: str, passthrough: tuple = (),

@@ -60,5 +60,9 @@ def diagnose(
         render.emit_json(result)
         return
     typer.echo(f"{result['login']}:")
+    if result.get("portal"):
+        from ..services.portal_views import last_read_text
+
+        typer.echo(f"({last_read_text(result['portal'])})")
     for number, f in enumerate(result["findings"], start=1):
         typer.echo(f"{number}. [{f['code']}] {f['message']}\n   -> {f['action']}")

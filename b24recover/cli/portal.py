@@ -16,7 +16,10 @@ def lookup_body(sctx, query: str, by: str, as_json: bool) -> None:
     if as_json:
         render.emit_json({"matches": matches})
     else:
-        render.table(render.ACCOUNT_COLUMNS, matches)
+        columns = render.ACCOUNT_COLUMNS
+        if any(m.get("portal_id") is not None for m in matches):  # a synced store: when each was read
+            columns = [*columns, ("portal_synced_at", "Read from portal")]
+        render.table(columns, matches)
 
 
 def request_body(sctx, identifier: str, as_json: bool) -> None:

@@ -86,6 +86,10 @@ def show(ctx: typer.Context, login: str = typer.Argument(...), as_json: bool = J
     render.fields([("password hash", view["password_scheme"] or "none"),
                    ("failed attempts", view["failed_attempts"]),
                    ("created", view["created_at"]), ("password changed", view["password_changed_at"])])
+    if view.get("portal"):
+        from ..services.portal_views import last_read_text
+
+        render.fields([("portal", last_read_text(view["portal"]))])
     if view["social_identities"]:
         render.table([("provider", "Provider"), ("subject", "Subject")], view["social_identities"],
                      title="Social identities")

@@ -45,6 +45,8 @@ def account_view(conn, row) -> dict:
         "must_change_password": bool(row["must_change_password"]),
         "portal_id": row["portal_id"],
         "external": row["external"],
+        "portal_synced_at": iso(row["portal_synced_at"]),
+        "portal_gone": bool(row["portal_gone"]),
     }
 
 
@@ -236,6 +238,7 @@ def show_user(ctx: Ctx, login: str) -> dict:
     # query() answers oldest first; the view lists the newest first.
     events = audit_store.query(conn, login_key=row["login_key"], action=None, since=None, limit=10)[::-1]
     pending = user_store.pending(conn, row["id"])
+    from .portal_views import portal_view
     from .views import control_string_view, event_view, message_view
 
     view.update({
@@ -256,5 +259,6 @@ def show_user(ctx: Ctx, login: str) -> dict:
         "control_strings": [control_string_view(t, row["login"], now) for t in tokens],
         "messages": [message_view(m) for m in messages],
         "events": [event_view(e) for e in events],
+        "portal": portal_view(conn, row),
     })
     return view

@@ -16,6 +16,7 @@ from ..store import users as user_store
 from .accounts import get_user
 from .context import Ctx
 from .passwords import is_legacy, scheme_of
+from .portal_views import gone_finding, portal_view
 from .tokens import throttled_until
 from .views import token_state
 
@@ -30,6 +31,9 @@ def diagnose(ctx: Ctx, login: str) -> dict:
     name, now, sender = user["login"], ctx.now(), ctx.settings.sender
     findings: list[dict] = []
     add = findings.append
+    portal = portal_view(conn, user)
+    if (gone := gone_finding(name, portal)) is not None:
+        add(gone)
 
     if user["blocked"]:
         add(_finding("blocked", f"The account {name} is blocked: it cannot sign in and gets no control strings.",
@@ -89,7 +93,7 @@ def diagnose(ctx: Ctx, login: str) -> dict:
     if not findings:
         add(_finding("ok", f"Nothing stands in the way of {name}.",
                      "They can sign in, or use 'Forgot your password?' with their email, phone or login."))
-    return {"login": name, "findings": findings}
+    return {"login": name, "findings": findings, "portal": portal}
 
 
 def _control_string_findings(ctx: Ctx, conn, user) -> list[dict]:

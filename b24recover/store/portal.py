@@ -34,6 +34,12 @@ def save_state(conn, changes: dict) -> None:
                      list(values.values()))
 
 
+def email_unique(conn) -> bool | None:
+    """The portal's email-uniqueness rule as the last sync read it (None: never synced)."""
+    row = conn.execute("SELECT email_unique FROM portal_sync_state WHERE id = 1").fetchone()
+    return None if row is None or row[0] is None else bool(row[0])
+
+
 def by_portal_ids(conn, portal_ids: list[int]) -> dict[int, dict]:
     """portal_id -> the account and its last read (fields decoded), for the ids that have one."""
     found: dict[int, dict] = {}
