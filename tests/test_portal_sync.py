@@ -393,8 +393,9 @@ def test_the_password_comes_from_password_env_and_is_never_shown(run, portal, co
         monkeypatch.setenv("B24_PORTAL_PW", secret)
         out = run("portal", "sync", "--json")
         assert out.exit_code == 0, out.stderr
-        assert out.json["added"] == 1
+        assert store_rows(db_path, "SELECT login, portal_id IS NOT NULL FROM users") == [("anna", 1)]
         status = run("portal", "status", "--json")
+        assert status.json["reachable"] is True
         everything = out.stdout + out.stderr + status.stdout + status.stderr + wrong.stderr
         stored = store_rows(db_path, "SELECT group_concat(details) FROM audit_log")[0][0]
         assert secret not in everything and secret not in stored
