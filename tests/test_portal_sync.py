@@ -326,6 +326,15 @@ def test_full_sync_marks_the_accounts_gone_from_the_portal(run, portal, db_path)
     assert shown["portal_gone"] is True
     diag = run("diagnose", "gone", "--json").json
     assert diag["findings"][0]["code"] == "portal_gone"
+    # No recovery for it: operators are told why, the portal's form answers as always.
+    issued = run("token", "issue", "gone", "--via", "email", "--json")
+    assert issued.exit_code == 3 and "no longer exists in the portal" in issued.error["message"]
+    reset = run("reset", "gone", "--generate", "--json")
+    assert reset.exit_code == 3 and issued.error["code"] == reset.error["code"] == "not_found"
+    request = run("token", "request", "gone@example.com", "--json")
+    assert request.exit_code == 0 and request.json == run("token", "request", "nobody@example.com", "--json").json
+    assert store_rows(db_path, "SELECT count(*) FROM control_strings WHERE state = 'active'") == [(0,)]
+    assert run("token", "issue", "keep", "--via", "email", "--json").exit_code == 0
     assert sync(run, "--full")["gone"] == 0   # counted once
     assert run("portal", "status", "--json").json["gone"] == 1
     assert keep

@@ -12,6 +12,7 @@ from . import notices
 from .context import Ctx
 from .passwords import hash_password
 from .policy import effective, enforce, history_digest
+from .portal_views import require_in_portal
 
 
 @dataclass
@@ -50,6 +51,7 @@ def history_size(ctx: Ctx) -> int:
 def store_password(ctx: Ctx, conn, user_id: int, new: NewPassword, *, must_change: bool = False,
                    reason: str = "password_changed") -> int:
     """Write a new password; every active control string stops working (Bitrix behaviour)."""
+    require_in_portal(user_store.by_id(conn, user_id))
     now = ctx.now()
     user_store.update(conn, user_id, {"password_hash": new.hash, "password_changed_at": now, "updated_at": now,
                                       "must_change_password": int(must_change), "failed_attempts": 0})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..clock import iso
+from ..errors import B24Error
 from ..store import portal as portal_store
 
 
@@ -38,3 +39,13 @@ def gone_finding(name: str, portal: dict | None) -> dict | None:
             "message": f"{name} no longer exists in the portal (a full sync after {portal['synced_at']} did not "
                        "find it): b24recover sends it no control strings and accepts none.",
             "action": "If the account was removed by mistake, restore it in Bitrix24, then: b24recover portal sync --full"}
+
+
+def require_in_portal(user) -> None:
+    """An account the portal no longer has gets no control string and no new password: there is
+    nothing left to recover. Answered as not found (exit 3), with the reason; the portal-facing
+    `token request` stays silent as for every refusal."""
+    if user["portal_gone"]:
+        raise B24Error("not_found", f"the account {user['login']!r} no longer exists in the portal "
+                       f"(portal ID {user['portal_id']}); it gets no recovery",
+                       hint="If it was removed by mistake, restore it in Bitrix24, then: b24recover portal sync --full")

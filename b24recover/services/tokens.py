@@ -18,6 +18,7 @@ from . import outbox
 from . import secrets as secret_codec
 from .accounts import get_user
 from .context import Ctx
+from .portal_views import require_in_portal
 from .views import control_string_view, token_state
 
 VIA = ("email", "sms", "qr", "none")
@@ -70,6 +71,7 @@ def create(ctx: Ctx, conn, user, *, via: str, ttl: int | None, purpose: str = "r
            address: str | None = None, force: bool = False, action: str = "token.issue",
            throttle: bool = True) -> Issued:
     """Issue a control string inside the caller's transaction and queue its message."""
+    require_in_portal(user)
     if user["blocked"]:
         raise B24Error("blocked", f"the account {user['login']} is blocked; blocked accounts get no control strings")
     channel = via
