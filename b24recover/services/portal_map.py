@@ -21,13 +21,17 @@ def _with_social(row: dict, phone, social) -> dict:
 def account_fields(ctx: Ctx, row: dict, phone, socials: list) -> dict | str:
     """The fields of portal_sync.FIELDS (plus email_key, phone_source), or the refusal reason."""
     from .bitrix import map_row
+    from .importer import normalize_email, normalize_phone  # the same answers, faster (tests compare)
 
-    region = ctx.settings.default_country
+    def mapped(social):
+        return map_row(_with_social(row, phone, social), region=ctx.settings.default_country,
+                       normalize_email=normalize_email, normalize_phone=normalize_phone)
+
     try:
-        acc = map_row(_with_social(row, phone, socials[0] if socials else None), region=region)
+        acc = mapped(socials[0] if socials else None)
         social = list(acc.social)
         for extra in socials[1:]:  # rare: one person linked to several networks
-            social.extend(map_row(_with_social(row, phone, extra), region=region).social)
+            social.extend(mapped(extra).social)
     except B24Error as exc:
         return exc.message
     expired = str(row.get("PASSWORD_EXPIRED") or "").strip().upper() == "Y"

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 from dataclasses import dataclass, field
 
 from ..errors import B24Error
@@ -70,9 +69,9 @@ class SyncResult:
 
 
 def _digest(value) -> str:
-    """A short, stable digest of one value: enough to tell a change, useless to read it back."""
-    text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    """A short, stable digest of one value (str, int, bool, None, lists and dicts of them): enough
+    to tell a change, useless to read the value back."""
+    return hashlib.blake2b(repr(value).encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
 def _ts_text(value) -> str | None:
@@ -246,26 +245,34 @@ class _Run:
     # ---- one batch ---------------------------------------------------------------------------
 
     def _batch(self, rows: list[dict], *, retry: bool) -> None:
+        """Map the rows (before the store's write lock), then apply them in one transaction that
+        also moves the run's position."""
         from ..portal import grouppolicy
+        from .portal_map import account_fields
 
         user_ids = [int(r["ID"]) for r in rows]
         phones = self.portal.phones(user_ids)
         socials = self.portal.socials(user_ids)
         groups = self.portal.user_groups(user_ids)
+        prepared = []
+        for row in rows:
+            pid = int(row["ID"])
+            policy = grouppolicy.strictest(self.groups.get(g, {}) for g in
+                                           (grouppolicy.EVERYONE_GROUP, *groups.get(pid, ())))
+            prepared.append((row, account_fields(self.ctx, row, phones.get(pid), socials.get(pid, [])), policy))
         before = dict(self.result.counts)
         refused_here: list = []
         try:
             with self.ctx.store.write() as conn:
                 existing = portal_store.by_portal_ids(conn, user_ids)
+                self.hits = self._hits(conn, [m for _, m, _ in prepared if not isinstance(m, str)])
                 touched: list[int] = []
                 accepted: list[int] = []
+                reads: list[tuple] = []
                 now = self.ctx.now()
-                for row in rows:
+                for row, mapped, policy in prepared:
                     pid = int(row["ID"])
-                    policy = grouppolicy.strictest(self.groups.get(g, {}) for g in
-                                                   (grouppolicy.EVERYONE_GROUP, *groups.get(pid, ())))
-                    outcome = self._row(conn, row, phones.get(pid), socials.get(pid, []), policy,
-                                        existing.get(pid), now, touched, retry)
+                    outcome = self._row(conn, row, mapped, policy, existing.get(pid), now, touched, reads)
                     if outcome in ("added", "updated", "unchanged"):
                         self.result.counts[outcome] += 1
                         accepted.append(pid)
@@ -276,6 +283,7 @@ class _Run:
                             portal_store.refuse(conn, pid, row["LOGIN"], reason, kind, self.run_id, now)
                 if not retry:
                     self.result.counts["read"] += len(rows)
+                portal_store.remember_reads(conn, reads)
                 portal_store.mark_read(conn, touched, now)
                 portal_store.accept(conn, accepted)
                 if self.dry_run:
@@ -292,20 +300,31 @@ class _Run:
         if self.dry_run:
             self.result.refused.extend(refused_here)
 
-    def _row(self, conn, row: dict, phone, socials: list, policy: dict, existing, now: int,
-             touched: list, retry: bool):
-        """Apply one portal row: 'added', 'updated', 'unchanged', or (kind, reason) when refused."""
-        from .portal_map import account_fields
+    def _hits(self, conn, mapped: list[dict]) -> set:
+        """The batch's identifiers already in the store: only rows touching one of them need
+        the per-row lookups (nearly all rows of a first sync touch none)."""
+        from ..store import imports as import_store
 
+        logins = [ids.login_key(m["login"]) for m in mapped]
+        emails = [m["email_key"] for m in mapped if m["email_key"]]
+        phones = [m["phone"] for m in mapped if m["phone"]]
+        hits = {("login", k) for k in import_store.keys_in_use(conn, "login_key", logins)}
+        hits.update(("email", k) for k in import_store.keys_in_use(conn, "email_key", emails))
+        hits.update(("phone", k) for k in import_store.keys_in_use(conn, "phone", phones))
+        hits.update(("social", p) for p in import_store.socials_in_use(conn, [tuple(x) for m in mapped
+                                                                                for x in m["social"]]))
+        return hits
+
+    def _row(self, conn, row: dict, mapped, policy: dict, existing, now: int, touched: list, reads: list):
+        """Apply one portal row: 'added', 'updated', 'unchanged', or (kind, reason) when refused."""
         pid = int(row["ID"])
-        mapped = account_fields(self.ctx, row, phone, socials)
         if isinstance(mapped, str):
             return ("data", mapped)
         checkword_timeout = policy.get("CHECKWORD_TIMEOUT")
         rules = {k: v for k, v in policy.items() if k != "CHECKWORD_TIMEOUT"}
         digests = {f: _digest(mapped[f]) for f in FIELDS}
-        row_digest = _digest([digests, checkword_timeout, rules])
-        if existing is None:
+        row_digest = _digest([digests, checkword_timeout, sorted(rules.items())])
+        if existing is None and ("login", ids.login_key(mapped["login"])) in self.hits:
             existing = self._adoptable(conn, mapped)
         if existing is not None and existing.get("portal_digest") == row_digest:
             touched.append(existing["id"])
@@ -322,9 +341,7 @@ class _Run:
                 outcome = "updated"
         except _Conflict as exc:
             return ("conflict", str(exc))
-        if not self.dry_run:
-            portal_store.remember_read(conn, user_id, timestamp_x=_ts_text(row["TIMESTAMP_X"]), digest=row_digest,
-                                       fields=digests, checkword_timeout=checkword_timeout, policy=rules)
+        reads.append((user_id, _ts_text(row["TIMESTAMP_X"]), row_digest, digests, checkword_timeout, rules))
         touched.append(user_id)
         return outcome
 
@@ -345,12 +362,22 @@ class _Run:
             claimed = self.claimed.get((what, value))
             if claimed is not None and claimed != pid:
                 raise _Conflict(f"the {what} is also on portal ID {claimed}, read earlier in this run")
+        key = value[0] if what == "login" else value
+        if (what, key) not in self.hits:
+            return  # in no account before this batch, and no earlier row of it took it
         other = finder(conn, value)
         if other is not None and other["id"] != holder_id:
             owner = f"portal ID {other['portal_id']}" if other["portal_id"] is not None else "a local account"
             raise _Conflict(f"the {what} {value!r} is held by {owner} ({other['login']!r})")
 
     def _claim(self, pid: int, mapped: dict) -> None:
+        """The row's identifiers are taken now: later rows of the batch must look them up."""
+        self.hits.add(("login", ids.login_key(mapped["login"])))
+        if mapped["email_key"]:
+            self.hits.add(("email", mapped["email_key"]))
+        if mapped["phone"]:
+            self.hits.add(("phone", mapped["phone"]))
+        self.hits.update(("social", tuple(p)) for p in mapped["social"])
         if self.dry_run:
             for what, value in self._identifiers(mapped):
                 self.claimed.setdefault((what, value), pid)
@@ -381,6 +408,8 @@ class _Run:
                 out["phone"] = None  # a shared office number: profile data, not a sign-in phone
         if "social" in which:
             for provider, subject in mapped["social"]:
+                if ("social", (provider, subject)) not in self.hits:
+                    continue
                 other = user_store.social_owner(conn, provider, subject)
                 if other is not None and other["id"] != holder_id:
                     raise _Conflict(f"{provider}:{subject} already belongs to the account {other['login']!r}")

@@ -54,16 +54,14 @@ def by_portal_ids(conn, portal_ids: list[int]) -> dict[int, dict]:
     return found
 
 
-def remember_read(conn, user_id: int, *, timestamp_x: str | None, digest: str, fields: dict,
-                  checkword_timeout: int | None, policy: dict) -> None:
-    conn.execute(
+def remember_reads(conn, reads: list[tuple]) -> None:
+    """remember_read for many accounts: (user_id, timestamp_x, digest, fields, checkword_timeout, policy)."""
+    conn.executemany(
         "INSERT INTO portal_accounts (user_id, timestamp_x, digest, fields, checkword_timeout, policy)"
         " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET timestamp_x = excluded.timestamp_x,"
         " digest = excluded.digest, fields = excluded.fields, checkword_timeout = excluded.checkword_timeout,"
         " policy = excluded.policy",
-        (user_id, timestamp_x, digest, json.dumps(fields, sort_keys=True), checkword_timeout,
-         json.dumps(policy, sort_keys=True)),
-    )
+        [(u, ts, d, json.dumps(f, sort_keys=True), cw, json.dumps(p, sort_keys=True)) for u, ts, d, f, cw, p in reads])
 
 
 def mark_read(conn, user_ids: list[int], now: int) -> None:
