@@ -7,8 +7,12 @@ identities per user (b_socialservices_user) and PASSWORD_EXPIRED.
 
 from __future__ import annotations
 
+import re
+
 from ..errors import B24Error
 from .context import Ctx
+
+_E164 = re.compile(r"\+[1-9][0-9]{7,14}")
 
 
 def _with_social(row: dict, phone, social) -> dict:
@@ -23,9 +27,18 @@ def account_fields(ctx: Ctx, row: dict, phone, socials: list) -> dict | str:
     from .bitrix import map_row
     from .importer import normalize_email, normalize_phone  # the same answers, faster (tests compare)
 
+    sign_in = phone[0] if phone else None
+
+    def phone_number(text: str, region: str) -> str:
+        # b_user_phone_auth holds E.164, which Bitrix texts as it is (services/bitrix.py keeps an
+        # E.164 value even when the number plan moved on): no need to parse it again.
+        if text == sign_in and _E164.fullmatch(text):
+            return text
+        return normalize_phone(text, region)
+
     def mapped(social):
         return map_row(_with_social(row, phone, social), region=ctx.settings.default_country,
-                       normalize_email=normalize_email, normalize_phone=normalize_phone)
+                       normalize_email=normalize_email, normalize_phone=phone_number)
 
     try:
         acc = mapped(socials[0] if socials else None)
