@@ -42,13 +42,13 @@ conn = pymysql.connect(host=sys.argv[1], port=int(sys.argv[2]), user=sys.argv[3]
 since = sys.argv[5] if len(sys.argv) > 5 else None
 cur = conn.cursor()
 cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-where = " WHERE TIMESTAMP_X > %s" if since else ""
+where = " WHERE TIMESTAMP_X >= %s" if since else ""
 cur.execute("SELECT ID, LOGIN, EMAIL, ACTIVE, BLOCKED, PASSWORD, EXTERNAL_AUTH_ID, LANGUAGE_ID, NAME,"
             " LAST_NAME, PERSONAL_PHONE, PERSONAL_MOBILE, PASSWORD_EXPIRED, TIMESTAMP_X FROM b_user" + where,
             (since,) if since else ())
 users = cur.fetchall()
 ids = [r[0] for r in users]
-tail = " WHERE USER_ID IN (" + ",".join(map(str, ids)) + ")" if since else ""
+tail = " WHERE USER_ID IN (" + ",".join(map(str, ids or [0])) + ")" if since else ""
 cur.execute("SELECT USER_ID, PHONE_NUMBER, CONFIRMED FROM b_user_phone_auth" + tail)
 phones = cur.fetchall()
 cur.execute("SELECT USER_ID, EXTERNAL_AUTH_ID, XML_ID FROM b_socialservices_user" + tail)

@@ -199,10 +199,24 @@ def test_email_uniqueness_follows_the_portal(run, portal, db_path):
     assert out["email_unique"] is True and out["added"] == 1
     assert [(r["portal_id"], r["login"]) for r in out["refused"]] == [(second, "second")]
     assert "email" in out["refused"][0]["reason"] and f"portal ID {first}" in out["refused"][0]["reason"]
-    # The rule holds for the rest of b24recover too: a local account cannot take the address.
+
+
+def test_the_portal_email_rule_replaces_the_config_for_the_whole_store(run, portal, config_path):
+    """[accounts] unique_email is true by default; the portal's 'N' wins once it was synced."""
+    portal.execute("INSERT INTO b_option (MODULE_ID, NAME, VALUE) VALUES ('main', 'new_user_email_uniq_check', 'N')")
+    add(portal, "first", EMAIL="same@example.com")
+    add(portal, "second", EMAIL="same@example.com")
+    out = sync(run)
+    assert out["email_unique"] is False and out["added"] == 2
     added = run("user", "add", "third", "--email", "same@example.com", "--password-stdin",
                 input="correct horse battery staple\n")
-    assert added.exit_code == 4
+    assert added.exit_code == 0, added.stderr
+    assert run("portal", "status", "--json").json["email_unique"] is False
+    portal.execute("UPDATE b_option SET VALUE = 'Y' WHERE NAME = 'new_user_email_uniq_check'")
+    sync(run)
+    fourth = run("user", "add", "fourth", "--email", "same@example.com", "--password-stdin",
+                 input="correct horse battery staple\n")
+    assert fourth.exit_code == 4
 
 
 def test_a_conflict_is_retried_when_the_identifier_is_freed(run, portal, db_path):

@@ -49,7 +49,9 @@ def status(ctx: Ctx) -> tuple[dict, B24Error | None]:
             portal.tables()
             charset = portal.db_charset()
             out.update(reachable=True, version=portal.version(), charset=charset,
-                       accounts=portal.count_users(), email_unique=portal.email_unique())
+                       accounts=portal.count_users())
+            rule = portal.email_unique()  # the rule the next sync applies (a portal without b_option: the config's)
+            out["email_unique"] = settings.accounts.unique_email if rule is None else rule
             out["charset_matches"] = charset_name(charset) == settings.portal.charset
     except B24Error as exc:
         if exc.code != "portal_unavailable":
