@@ -27,7 +27,7 @@ def db(tmp_path):
 def account(login: str, email: str | None = None, phone: str | None = None, name: str = "") -> tuple:
     """A row in INSERT_COLUMNS order."""
     return (login, login.lower(), email, email.lower() if email else None, phone, name, "", "en", 0, None,
-            NOW, NOW, None)
+            NOW, NOW, None, None, None, None)  # external, profile_phone, portal_id
 
 
 def add(conn, login: str, **fields) -> int:
@@ -52,11 +52,12 @@ def test_insert_many_spans_several_statements_and_returns_the_ids(db):
         assert import_store.insert_many(conn, rows[:3], returning=False) == {}
         ids_by_key = import_store.insert_many(conn, rows[3:], returning=True)
     assert len(ids_by_key) == len(rows) - 3
-    for key, user_id in ids_by_key.items():
-        assert user_store.by_id(db.conn, user_id)["login_key"] == key
+    for (key, external), user_id in ids_by_key.items():
+        assert user_store.by_id(db.conn, user_id)["login_key"] == key and external is None
     assert user_store.max_id(db.conn) == len(rows)
     # The full-text trigger ran for every row of a multi-row INSERT.
-    assert [r["login"] for r in user_store.by_name(db.conn, '"Name1234"*')] == ["user01234"]
+    last = len(rows) - 1
+    assert [r["login"] for r in user_store.by_name(db.conn, f'"Name{last}"*')] == [f"user{last:05d}"]
 
 
 def test_keys_in_use_looks_in_the_table_of_each_column(db):

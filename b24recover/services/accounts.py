@@ -66,7 +66,7 @@ def revoke_on_change(conn, user_id: int, changes: dict, now: int) -> int:
     invalidates its control string. Returns how many were revoked."""
     if changes.get("blocked"):
         return token_store.revoke_active(conn, user_id, now, "blocked")
-    if {"login_key", "email_key", "phone", "password_hash", "blocked"} & changes.keys():
+    if {"login_key", "email_key", "phone", "password_hash"} & changes.keys():
         return token_store.revoke_active(conn, user_id, now, "account_changed")
     return 0
 

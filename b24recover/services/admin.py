@@ -16,6 +16,7 @@ from ..store import users as user_store
 from . import identifiers as ids
 from . import notices
 from .accounts import get_user
+from .bitrix import refuse_external
 from .context import Ctx
 from .credentials import account_fields, prepare_password, store_password
 from .passwords import BCRYPT_SHA256, is_legacy, scheme_of, verify_password
@@ -70,6 +71,7 @@ def reset(ctx: Ctx, login: str, password: str | None = None, *, generate: bool =
         raise B24Error("usage", "give either a new password or --generate, not both")
     reason = _reason(reason)
     user = get_user(ctx.store.conn, login)
+    refuse_external(user)
     if generate:
         password = generate_password(ctx, user)
     new = prepare_password(ctx, password, user, notify=notify)  # slow: before the write lock
@@ -107,6 +109,7 @@ def passwd(ctx: Ctx, login: str, current: str, new_password: str) -> dict:
     an imported Bitrix hash ($6$ SHA-512-crypt, salt + md5, bare md5); the new one is always
     stored as bcrypt-sha256, so a legacy hash is upgraded here."""
     user = get_user(ctx.store.conn, login)
+    refuse_external(user)
     if user["blocked"]:
         raise B24Error("blocked", f"the account {user['login']} is blocked")
     stored = user["password_hash"]

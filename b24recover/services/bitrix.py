@@ -216,6 +216,24 @@ def can_recover(account) -> bool:
     return not external
 
 
+def external_error(user) -> B24Error | None:
+    """`external_account` naming who manages an external account; None for other accounts."""
+    external = user["external"]
+    if not external:
+        return None
+    return B24Error("external_account",
+                    f"the account {user['login']} is managed by {manager(external)}; b24recover does not "
+                    "recover it", hint="Recover it where it is managed (for LDAP: reset it in the directory).",
+                    external=external)
+
+
+def refuse_external(user) -> None:
+    """External accounts never get control strings or passwords from b24recover (SPEC §4)."""
+    error = external_error(user)
+    if error is not None:
+        raise error
+
+
 def manager(external: str) -> str:
     """Who manages an external account, in words for a helpdesk."""
     kind = external.split("#", 1)[0].lower()

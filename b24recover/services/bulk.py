@@ -51,6 +51,7 @@ from ..store import users as user_store
 from . import identifiers as ids
 from . import notices
 from . import outbox
+from .bitrix import external_error
 from .context import Ctx
 from .credentials import prepare_password, store_password
 
@@ -317,6 +318,8 @@ def _submit_chunk(ctx: Ctx, wctx: Ctx, pool, rows: list[Row]) -> list[_Pending]:
         item.user = user_store.by_login_key(ctx.store.conn, row.key)
         if item.user is None:
             item.error = _not_found(row)
+        elif item.user["external"]:
+            item.error = external_error(item.user)
         else:
             try:
                 item.password = generate_password(ctx, item.user)

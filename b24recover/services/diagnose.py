@@ -35,6 +35,16 @@ def diagnose(ctx: Ctx, login: str) -> dict:
     if (gone := gone_finding(name, portal)) is not None:
         add(gone)
 
+    if user["external"]:
+        # Managed elsewhere: nothing b24recover could send or set would help.
+        from .bitrix import manager
+
+        add(_finding("external_account", f"{name} is managed by {manager(user['external'])}: its password is "
+                     "kept there, and b24recover sends it no control strings.",
+                     "Recover the account where it is managed (for LDAP#…: reset the password in the directory); "
+                     "the portal then accepts the new one."))
+        return {"login": name, "findings": findings}
+
     if user["blocked"]:
         add(_finding("blocked", f"The account {name} is blocked: it cannot sign in and gets no control strings.",
                      f"If the block is no longer wanted: b24recover user unblock {name}"))

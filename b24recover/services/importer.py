@@ -42,7 +42,7 @@ from ..store import users as user_store
 from . import accounts
 from . import identifiers as ids
 from .context import Ctx
-from . import bitrix, bitrix_hash
+from . import bitrix, bitrix_hash, dialects
 from .passwords import BCRYPT_SHA256, scheme_of
 
 BATCH_ROWS = 5000  # rows validated together (and the most one transaction writes)
@@ -56,6 +56,8 @@ PARALLEL_AT_ONCE = 2 << 20    # ...unless the input is a file this large: then a
 IMPORT_CACHE_KIB = 48 * 1024  # the store's page cache during an import
 
 FORMATS = ("csv", "jsonl", "bitrix")
+ENCODINGS = {"utf-8": "utf-8", "utf8": "utf-8", "windows-1251": "cp1251", "cp1251": "cp1251"}
+ENCODINGS_SHOWN = {"utf-8": "UTF-8", "cp1251": "windows-1251"}
 CONFLICT_MODES = ("fail", "skip", "update")
 FIELDS = ("login", "email", "phone", "name", "last_name", "lang", "password_hash", "social", "blocked")
 LOGIN, EMAIL, PHONE, NAME, LAST_NAME, LANG, HASH, SOCIAL, BLOCKED = range(len(FIELDS))
@@ -103,8 +105,9 @@ class Lines:
     record that spans it is reported bad.
     """
 
-    def __init__(self, stream):
+    def __init__(self, stream, encoding: str = "utf-8"):
         self._stream = stream
+        self.encoding = encoding
         self._peeked: list[bytes | None] = []
         self.line_no = 0
         self.bytes_read = 0
@@ -151,10 +154,11 @@ class Lines:
                 self.problems.setdefault(self.line_no, "the line contains a NUL byte")
                 raw = raw.replace(b"\x00", b"")
             try:
-                text = raw.decode("utf-8")
+                text = raw.decode(self.encoding)
             except UnicodeDecodeError as exc:
-                self.problems.setdefault(self.line_no, f"the line is not valid UTF-8 (byte {exc.start + 1})")
-                text = raw.decode("utf-8", "replace")
+                self.problems.setdefault(self.line_no, f"the line is not valid {ENCODINGS_SHOWN[self.encoding]} "
+                                                       f"(byte {exc.start + 1})")
+                text = raw.decode(self.encoding, "replace")
             if self.line_no == 1:
                 text = text.removeprefix("\ufeff")
         self.record_bytes += len(text)
@@ -190,19 +194,70 @@ class Layout:
     login_at: int | None = None
 
 
-def _delimiter(first_line: str) -> str:
-    return ";" if first_line.count(";") > first_line.count(",") else ","
+def check_first_line(raw: bytes, encoding: str, header: bool) -> None:
+    """File-level problems seen on line 1 (before anything is written): a binary file, the wrong
+    encoding, a header broken by a bare carriage return."""
+    if b"\x00" in raw:
+        raise B24Error("invalid_input", "line 1: the file is binary (it contains NUL bytes), not a csv, jsonl or "
+                       "b_user export", hint="Check the file name; see docs/bitrix.md for how to export b_user.")
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        hint = "An old portal's export: add --encoding windows-1251." if encoding == "utf-8" else None
+        raise B24Error("invalid_input", f"line 1: not valid {ENCODINGS_SHOWN[encoding]} (byte {exc.start + 1}); "
+                       "the file is binary or in another encoding", hint=hint) from None
+    body = text.rstrip("\n").removesuffix("\r")
+    if header and "\r" in body:
+        raise B24Error("invalid_input", f"line 1: the header has a bare carriage return (CR) at character "
+                       f"{body.index(chr(13)) + 1}: the file mixes old Mac line ends with others",
+                       hint="Save it with LF or CRLF line ends.")
 
 
-def detect_format(name: str, first_line: bytes) -> str:
-    """.jsonl -> jsonl; a header with LOGIN and EXTERNAL_AUTH_ID -> bitrix; else csv."""
+def detect_format(name: str, first_line: bytes, encoding: str = "utf-8") -> str:
+    """.jsonl -> jsonl; a header with LOGIN and EXTERNAL_AUTH_ID (any case) -> bitrix; else csv."""
     if name.lower().endswith((".jsonl", ".ndjson")):
         return "jsonl"
-    text = first_line.decode("utf-8", "replace").removeprefix("\ufeff")
+    text = first_line.decode(encoding, "replace").removeprefix("\ufeff")
     if text.lstrip().startswith("{"):
         return "jsonl"
-    columns = {c.strip().upper() for c in next(csv.reader([text], delimiter=_delimiter(text)), [])}
+    columns = set(bitrix.names(text.rstrip("\r\n").split(dialects.header_delimiter(text))))
+    columns = {c.strip('"') for c in columns}
     return "bitrix" if {"LOGIN", "EXTERNAL_AUTH_ID"} <= columns else "csv"
+
+
+class _EscapedReader:
+    """Records of MySQL-escaped text (services/dialects.py) over Lines, like a csv.reader."""
+
+    def __init__(self, lines: Lines, delimiter: str):
+        self.lines, self.delimiter = lines, delimiter
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> list:
+        text = ""
+        while True:
+            try:
+                line = next(self.lines)
+            except StopIteration:
+                if text:
+                    raise csv.Error("the file ends inside a value (an escaped line end or an open quote)") from None
+                raise
+            text += line
+            body = text[:-1] if text.endswith("\n") else text
+            cells = dialects.split_escaped(body.removesuffix("\r"), self.delimiter)
+            if cells is not None:
+                if len(cells) == 1 and dialects.FOOTER.fullmatch(cells[0] or ""):
+                    text = ""
+                    continue  # psql's "(21 rows)"
+                return ["" if c is None else c for c in cells]
+            if not line.endswith("\n"):
+                raise csv.Error("the file ends inside a value (an escaped line end or an open quote)")
+
+
+def _nulls_empty(cells: list[str]) -> list[str]:
+    """Bitrix exports: NULL and \\N cells are empty (SPEC §4)."""
+    return ["" if c in ("NULL", "\\N") else c for c in cells]
 
 
 def _header(lines: Lines, reader) -> list[str]:
@@ -211,12 +266,12 @@ def _header(lines: Lines, reader) -> list[str]:
     except StopIteration:
         raise B24Error("invalid_input", "the file is empty: a header line is expected") from None
     except csv.Error as exc:
-        raise B24Error("invalid_input", f"the header line cannot be read: {exc}") from None
+        raise B24Error("invalid_input", f"line 1: the header line cannot be read: {exc}") from None
     except _RecordTooLong:
-        raise B24Error("invalid_input", "the header line cannot be read: it is too long") from None
+        raise B24Error("invalid_input", "line 1: the header line cannot be read: it is too long") from None
     problem = lines.take_problem(lines.line_no)
     if problem:
-        raise B24Error("invalid_input", f"the header line cannot be read: {problem}")
+        raise B24Error("invalid_input", f"line 1: the header line cannot be read: {problem}")
     names = [h.strip() for h in header]
     if "" in names:
         raise B24Error("invalid_input", f"column {names.index('') + 1} of the header has no name")
@@ -252,13 +307,30 @@ def _bitrix_layout(names: list[str]) -> Layout:
     return Layout("bitrix", columns, upper.index("LOGIN"))
 
 
-def _table_records(lines: Lines, fmt: str, layout_out: list):
-    first = lines.peek().decode("utf-8", "replace").removeprefix("\ufeff")
-    reader = csv.reader(lines, delimiter=_delimiter(first))
-    names = _header(lines, reader)
+def _columns(names: list[str]) -> list[str]:
+    """--columns A,B,...: checked like a header."""
+    if not names or "" in names:
+        raise B24Error("usage", "--columns needs the column names separated by commas, e.g. --columns ID,LOGIN,EMAIL")
+    return names
+
+
+def _table_records(lines: Lines, fmt: str, layout_out: list, columns: list[str] | None = None):
+    first = lines.peek().decode(lines.encoding, "replace").removeprefix("\ufeff")
+    if columns is not None:
+        # A header-less file is an INTO OUTFILE export: MySQL-escaped, any separator.
+        names = _columns(columns)
+        reader = _EscapedReader(lines, dialects.data_delimiter(first, len(names)))
+    else:
+        delimiter = dialects.header_delimiter(first)
+        # TAB: mysql --batch (or psql -A with docs/bitrix.md's escaping query), backslash-escaped.
+        reader = _EscapedReader(lines, delimiter) if delimiter == "\t" else csv.reader(lines, delimiter=delimiter)
+        names = _header(lines, reader)
+    if fmt == "bitrix":
+        names = bitrix.names(names)
     layout = _csv_layout(names) if fmt == "csv" else _bitrix_layout(names)
     layout_out.append(layout)
     width, login_at = len(names), layout.login_at
+    nulls = fmt == "bitrix" and not isinstance(reader, _EscapedReader)  # the escaped reader knows NULL itself
     yield None  # the header is checked: the caller may start
     while True:
         start = lines.line_no + 1
@@ -275,6 +347,8 @@ def _table_records(lines: Lines, fmt: str, layout_out: list):
             lines.take_problem(lines.line_no)
             yield _bad(start, "the row is longer than 256 KiB (an unclosed quote?)")
             continue
+        if nulls:
+            cells = _nulls_empty(cells)
         if lines.problems:
             problem = lines.take_problem(lines.line_no)
             if problem:
@@ -305,11 +379,14 @@ def _jsonl_records(lines: Lines, layout_out: list):
             yield (line, text)
 
 
-def records(lines: Lines, fmt: str) -> tuple[Layout, object]:
+def records(lines: Lines, fmt: str, columns: list[str] | None = None) -> tuple[Layout, object]:
     """The layout and the records of the stream. The header is read and checked here, so a bad
     one raises B24Error before anything is written."""
     layout_out: list = []
-    gen = _jsonl_records(lines, layout_out) if fmt == "jsonl" else _table_records(lines, fmt, layout_out)
+    if fmt == "jsonl" and columns is not None:
+        raise B24Error("usage", "--columns is for csv and bitrix files, not jsonl")
+    gen = (_jsonl_records(lines, layout_out) if fmt == "jsonl"
+           else _table_records(lines, fmt, layout_out, columns))
     next(gen)
     return layout_out[0], gen
 
@@ -1005,9 +1082,14 @@ def run_import(ctx: Ctx, stream, *, name: str = "-", fmt: str | None = None, on_
         raise B24Error("usage", f"--format must be one of {', '.join(FORMATS)}")
     if on_conflict not in CONFLICT_MODES:
         raise B24Error("usage", f"--on-conflict must be one of {', '.join(CONFLICT_MODES)}")
-    lines = Lines(stream)
-    fmt = fmt or detect_format(name, lines.peek())
-    layout, rows = records(lines, fmt)  # a bad header fails here, before any write
+    if encoding is not None and encoding.lower() not in ENCODINGS:
+        raise B24Error("usage", "--encoding must be utf-8 or windows-1251")
+    lines = Lines(stream, ENCODINGS[(encoding or "utf-8").lower()])
+    check_first_line(lines.peek(), lines.encoding, header=columns is None)
+    if fmt is None and columns is not None:
+        fmt = "bitrix" if {"LOGIN", "EXTERNAL_AUTH_ID"} <= set(bitrix.names(columns)) else "csv"
+    fmt = fmt or detect_format(name, lines.peek(), lines.encoding)
+    layout, rows = records(lines, fmt, columns)  # a bad header fails here, before any write
     result = ImportResult(format=fmt, dry_run=dry_run)
     if parallel_after is None:
         # A long file: helpers start at once, their start-up overlapping the first batches.

@@ -14,6 +14,7 @@ from ..store import users as user_store
 from . import identifiers as ids
 from . import outbox
 from .accounts import check_free, get_user
+from .bitrix import refuse_external
 from .context import Ctx
 from .tokens import create, finish_delivery
 
@@ -35,11 +36,13 @@ def link(ctx: Ctx, login: str, *, email: str | None = None, phone: str | None = 
     notice = None
     with ctx.store.write() as conn:
         user = get_user(conn, login)
+        refuse_external(user)
         if user[field] == address:
             return {"login": user["login"], "channel": channel, "address": address, "state": "linked",
                     "changed": False}
         check_free(conn, email_key=key if channel == "email" else None,
-                   phone=address if channel == "sms" else None, owner_id=user["id"])
+                   phone=address if channel == "sms" else None, owner_id=user["id"],
+                   unique_email=ctx.settings.accounts.unique_email)
         if no_verify:
             changes = {field: address, "updated_at": ctx.now()}
             if channel == "email":
@@ -74,6 +77,7 @@ def link(ctx: Ctx, login: str, *, email: str | None = None, phone: str | None = 
 def _link_social(ctx: Ctx, login: str, provider: str, subject: str) -> dict:
     with ctx.store.write() as conn:
         user = get_user(conn, login)
+        refuse_external(user)
         owner = user_store.social_owner(conn, provider, subject)
         if owner is not None and owner["id"] != user["id"]:
             raise B24Error("conflict", f"{provider}:{subject} already belongs to the account {owner['login']!r}",

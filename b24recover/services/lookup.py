@@ -35,7 +35,8 @@ def lookup(ctx: Ctx, query: str, by: str = "auto") -> list[dict]:
     if by in ("auto", "email") and ids.looks_like_email(query):
         key = ids.email_lookup_key(query)
         if key:
-            add(user_store.by_email_key(conn, key))
+            for row in user_store.all_by_email_key(conn, key):  # several when emails may repeat
+                add(row)
         elif by == "email":
             raise B24Error("invalid_email", f"{query!r} is not a valid email address")
     elif by == "email":

@@ -17,6 +17,7 @@ from . import identifiers as ids
 from . import outbox
 from . import secrets as secret_codec
 from .accounts import get_user
+from .bitrix import refuse_external
 from .context import Ctx
 from .portal_views import require_in_portal
 from .views import control_string_view, token_state
@@ -72,6 +73,7 @@ def create(ctx: Ctx, conn, user, *, via: str, ttl: int | None, purpose: str = "r
            throttle: bool = True) -> Issued:
     """Issue a control string inside the caller's transaction and queue its message."""
     require_in_portal(user)
+    refuse_external(user)
     if user["blocked"]:
         raise B24Error("blocked", f"the account {user['login']} is blocked; blocked accounts get no control strings")
     channel = via
@@ -132,19 +134,25 @@ def issue(ctx: Ctx, login: str, via: str, ttl: int | None = None, force: bool = 
     return issued
 
 
-def _resolve_identifier(ctx: Ctx, conn, identifier: str):
-    """(account or None, channel) for what a person typed into "Forgot your password?"."""
+def _resolve_identifier(ctx: Ctx, conn, identifier: str) -> tuple[list, str]:
+    """(accounts, channel) for what a person typed into "Forgot your password?". An email names
+    every account that has it: several when `[accounts] unique_email = false`, and each then
+    gets its own control string (Bitrix's SendPassword does the same)."""
     text = identifier.strip()
     if ids.looks_like_email(text):
         key = ids.email_lookup_key(text)
-        user = user_store.by_email_key(conn, key) if key else None
-        return (user or user_store.by_login_key(conn, ids.login_key(text))), "email"
+        users = user_store.all_by_email_key(conn, key) if key else []
+        if not users:
+            user = user_store.by_login_key(conn, ids.login_key(text))
+            users = [user] if user is not None else []
+        return users, "email"
     phone = ids.phone_lookup_key(text, ctx.settings.default_country) if ids.looks_like_phone(text) else None
     if phone:
         user = user_store.by_phone(conn, phone)
         if user is not None:
-            return user, "sms"
-    return user_store.by_login_key(conn, ids.login_key(text)), "email"
+            return [user], "sms"
+    user = user_store.by_login_key(conn, ids.login_key(text))
+    return ([user] if user is not None else []), "email"
 
 
 def request(ctx: Ctx, identifier: str) -> dict:
@@ -153,18 +161,19 @@ def request(ctx: Ctx, identifier: str) -> dict:
         identifier = ids.clean_text(identifier, "the identifier", max_len=320, allow_empty=False)
     except B24Error:
         identifier = None
-    issued = None
+    issued = []
     with ctx.store.write() as conn:
-        user, channel = _resolve_identifier(ctx, conn, identifier) if identifier else (None, "email")
-        try:
-            if user is None:
-                raise B24Error("not_found", "no account matches")
-            issued = create(ctx, conn, user, via=channel, ttl=None, action="token.request")
-        except B24Error as exc:
-            ctx.audit(conn, "token.request.refused", user["login"] if user else None, reason=exc.code,
-                      channel=channel, identifier=(identifier or "")[:320])
-    if issued is not None:
-        finish_delivery(ctx, issued)
+        users, channel = _resolve_identifier(ctx, conn, identifier) if identifier else ([], "email")
+        for user in users or [None]:
+            try:
+                if user is None:
+                    raise B24Error("not_found", "no account matches")
+                issued.append(create(ctx, conn, user, via=channel, ttl=None, action="token.request"))
+            except B24Error as exc:
+                ctx.audit(conn, "token.request.refused", user["login"] if user else None, reason=exc.code,
+                          channel=channel, identifier=(identifier or "")[:320])
+    for one in issued:
+        finish_delivery(ctx, one)
     return {"status": "accepted", "message": UNIFORM_ANSWER}
 
 
