@@ -5,7 +5,7 @@ a full sync into an empty store (target <= 30 s) and an incremental sync with 10
 does nothing else (the floor of reading the portal).
 
 The portal is a fresh database on the MariaDB server at 127.0.0.1:3306 (root, no password),
-built with the tests' b_user schema (tests/portal_sync_db.py) and dropped afterwards: 100,000
+built with the tests' b_user schema (tests/portal_db.py) and dropped afterwards: 100,000
 users with Bitrix salt+md5 hashes, a third with a b_user_phone_auth number, 5% social-only with
 a b_socialservices_user row, everyone in group 2 and a tenth in group 1 (both with a serialized
 SECURITY_POLICY), TIMESTAMP_X spread over the past year.
@@ -25,7 +25,7 @@ from pathlib import Path
 import common as c
 
 sys.path.insert(0, str(c.ROOT / "tests"))
-from portal_sync_db import MYSQL, PortalDB  # noqa: E402  (the tests' schema, one source)
+from portal_db import PortalDB  # noqa: E402  (the tests' schema, one source)
 
 FULL_USERS = 100_000
 CHANGED = 100
@@ -104,7 +104,7 @@ def main() -> None:
     runs, _ = c.runs_of(args)
     incr_runs = max(runs, 7) if not args.quick else 5
     n = args.users or (10_000 if args.quick else FULL_USERS)
-    db = PortalDB("mysql")
+    db = PortalDB.create("mariadb")
     try:
         with c.workdir("portal", args.keep) as work:
             t0 = time.perf_counter()
@@ -127,7 +127,7 @@ def main() -> None:
                 argv = [str(c.B24), "--db", str(store), "--config", str(config), "portal", "sync", "--json", *extra]
                 return c.run_process(argv, cwd=work, rss=rss)
 
-            base_argv = [str(c.PY), "-c", BASELINE, MYSQL["host"], str(MYSQL["port"]), MYSQL["user"], db.name]
+            base_argv = [str(c.PY), "-c", BASELINE, db.host, str(db.port), db.user, db.name]
             full_runs, base_runs = [], []
             for r in range(runs):
                 store = fresh("full.db", empty)
@@ -148,7 +148,7 @@ def main() -> None:
 
             # 100 rows changed in the portal after the full sync, as its user form would.
             time.sleep(1.1)
-            since = db.execute("SELECT NOW()")[0][0].strftime("%Y-%m-%d %H:%M:%S")
+            since = db.query("SELECT NOW()")[0][0].strftime("%Y-%m-%d %H:%M:%S")
             step = n // CHANGED
             db.execute(f"UPDATE b_user SET NAME = CONCAT(NAME, ' 2'), TIMESTAMP_X = NOW() WHERE MOD(ID, {step}) = 1")
             incr_runs_s, incr_base = [], []
