@@ -44,7 +44,7 @@ cur = conn.cursor()
 cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
 where = " WHERE TIMESTAMP_X >= %s" if since else ""
 cur.execute("SELECT ID, LOGIN, EMAIL, ACTIVE, BLOCKED, PASSWORD, EXTERNAL_AUTH_ID, LANGUAGE_ID, NAME,"
-            " LAST_NAME, PERSONAL_PHONE, PERSONAL_MOBILE, PASSWORD_EXPIRED, TIMESTAMP_X FROM b_user" + where,
+            " LAST_NAME, PERSONAL_PHONE, PASSWORD_EXPIRED, TIMESTAMP_X FROM b_user" + where,
             (since,) if since else ())
 users = cur.fetchall()
 ids = [r[0] for r in users]

@@ -520,3 +520,25 @@ def test_kill_9_mid_sync_then_resume(run, portal, db_path, config_path):
     last = portal.query("SELECT ID, TIMESTAMP_X FROM b_user ORDER BY TIMESTAMP_X DESC, ID DESC LIMIT 1")[0]
     assert state == [(None, last[1].isoformat(sep=" "), last[0])]
     assert sync(run)["added"] == 0
+
+
+def test_a_second_sync_while_one_runs_is_refused(run, portal, db_path, config_path):
+    values = ", ".join(f"('w{i:04d}', '{salted_md5('x', 'salt')}', '2025-03-01 10:{i // 60:02d}:{i % 60:02d}')"
+                       for i in range(300))
+    portal.execute(f"INSERT INTO b_user (LOGIN, PASSWORD, TIMESTAMP_X) VALUES {values}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("B24RECOVER_")}
+    argv = [sys.executable, "-c", SLOW_SYNC, "--db", str(db_path), "--config", str(config_path), "portal", "sync", "--json"]
+    child = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while store_rows(db_path, "SELECT count(*) FROM users")[0][0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        second = run("portal", "sync", "--json")
+        overlapped = child.poll() is None and store_rows(db_path, "SELECT count(*) FROM users")[0][0] < 300
+        assert overlapped, "the first sync had finished: no overlap to test"
+        assert second.exit_code == 8 and second.error["code"] == "store_locked"
+    finally:
+        out, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err
+    assert json.loads(out)["added"] == 300
+    assert store_rows(db_path, "SELECT count(DISTINCT portal_id) FROM users") == [(300,)]

@@ -19,7 +19,7 @@ CONNECT_TIMEOUT = 10  # seconds; a dead host must not hang a cron job
 READ_TIMEOUT = 120    # seconds per statement (MySQL); a batch query takes milliseconds
 
 USER_COLUMNS = ("ID", "LOGIN", "EMAIL", "ACTIVE", "BLOCKED", "PASSWORD", "EXTERNAL_AUTH_ID", "LANGUAGE_ID",
-                "NAME", "LAST_NAME", "PERSONAL_PHONE", "PERSONAL_MOBILE", "PASSWORD_EXPIRED", "TIMESTAMP_X")
+                "NAME", "LAST_NAME", "PERSONAL_PHONE", "PASSWORD_EXPIRED", "TIMESTAMP_X")
 OPTIONAL_TABLES = ("b_user_phone_auth", "b_socialservices_user", "b_user_group", "b_group", "b_option")
 
 _DIALECTS = {

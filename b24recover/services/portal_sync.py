@@ -68,10 +68,26 @@ class SyncResult:
                 "resumed": self.resumed, "email_unique": self.email_unique, "cursor": self.cursor}
 
 
-def _digest(value) -> str:
-    """A short, stable digest of one value (str, int, bool, None, lists and dicts of them): enough
-    to tell a change, useless to read the value back."""
-    return hashlib.blake2b(repr(value).encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+FIELDS_FORM = "v1:"  # versioned form of the stored field digests: FIELDS order, 16 hex digits each
+
+
+def _digest(value) -> bytes:
+    """A short, stable digest of one value (str, int, bool, None, a list of pairs): enough to
+    tell a change, useless to read the value back."""
+    data = ("s" + value).encode("utf-8", "surrogatepass") if type(value) is str else repr(value).encode("utf-8")
+    return hashlib.blake2b(data, digest_size=8).digest()
+
+
+def field_digests(mapped: dict) -> str:
+    return FIELDS_FORM + b"".join(_digest(mapped[f]) for f in FIELDS).hex()
+
+
+def changed_fields(stored: str | None, current: str) -> list[str]:
+    """The fields whose digest differs; all of them when nothing (or another form) was stored."""
+    if not stored or not stored.startswith(FIELDS_FORM) or len(stored) != len(current):
+        return list(FIELDS)
+    at = len(FIELDS_FORM)
+    return [f for i, f in enumerate(FIELDS) if stored[at + 16 * i:at + 16 * i + 16] != current[at + 16 * i:at + 16 * i + 16]]
 
 
 def _ts_text(value) -> str | None:
@@ -105,7 +121,7 @@ def sync(ctx: Ctx, *, full: bool = False, dry_run: bool = False, progress=None) 
     """Run (or finish) a sync. `progress(done, total)` is called after each batch."""
     from ..portal.adapter import Portal
 
-    with Portal.open(ctx.settings) as portal:
+    with portal_store.sync_lock(ctx.store.path), Portal.open(ctx.settings) as portal:
         return _Run(ctx, portal, full=full, dry_run=dry_run, progress=progress).run()
 
 
@@ -153,15 +169,14 @@ class _Run:
     # ---- the run -----------------------------------------------------------------------------
 
     def run(self) -> SyncResult:
-        if not self.result.resumed and not self.dry_run:
-            with self.ctx.store.write() as conn:
-                portal_store.save_state(conn, {
-                    "run_id": self.run_id, "run_mode": "full" if self.full else "incremental",
-                    "run_started_at": self.ctx.now(), "run_horizon": self.horizon, "run_counts": {},
-                    **self._position(), "run_max_ts": None, "run_max_id": None})
-        total = self._remaining()
-        done = 0
+        # A new run is recorded with its first batch (one commit less): until then there is
+        # nothing to resume.
+        self.starting = {} if self.result.resumed or self.dry_run else {
+            "run_id": self.run_id, "run_mode": "full" if self.full else "incremental",
+            "run_started_at": self.ctx.now(), "run_horizon": self.horizon}
+        done = total = 0
         if self.progress:
+            total = self._remaining()  # another scan of b_user: only for the bar
             self.progress(0, total)
         while True:
             if self.full:
@@ -243,7 +258,7 @@ class _Run:
             for _, uid in gone:
                 token_store.revoke_active(conn, uid, now, "portal_gone")
             portal_store.accept(conn, vanished_refusals)
-            portal_store.save_state(conn, {"run_counts": self.result.counts})
+            portal_store.save_state(conn, {**self.starting, "run_counts": self.result.counts})
 
     # ---- one batch ---------------------------------------------------------------------------
 
@@ -296,9 +311,12 @@ class _Run:
                 if self.dry_run:
                     raise _DryRun
                 if not retry:
-                    portal_store.save_state(conn, {**self._position(), "run_counts": self.result.counts,
-                                                   "run_max_ts": _ts_text(self.max_key[0]) if self.max_key else None,
-                                                   "run_max_id": self.max_key[1] if self.max_key else None})
+                    portal_store.save_state(conn, {
+                        **self.starting, **self._position(), "run_counts": self.result.counts,
+                        "run_max_ts": _ts_text(self.max_key[0]) if self.max_key else None,
+                        "run_max_id": self.max_key[1] if self.max_key else None})
+            if not retry:
+                self.starting = {}
         except _DryRun:
             pass
         except BaseException:
@@ -329,8 +347,9 @@ class _Run:
             return ("data", mapped)
         checkword_timeout = policy.get("CHECKWORD_TIMEOUT")
         rules = {k: v for k, v in policy.items() if k != "CHECKWORD_TIMEOUT"}
-        digests = {f: _digest(mapped[f]) for f in FIELDS}
-        row_digest = _digest([digests, checkword_timeout, sorted(rules.items())])
+        digests = field_digests(mapped)
+        row_digest = hashlib.blake2b(f"{digests}|{checkword_timeout}|{sorted(rules.items())}".encode(),
+                                     digest_size=8).hexdigest()
         if existing is None and ("login", ids.login_key(mapped["login"])) in self.hits:
             existing = self._adoptable(conn, mapped)
         if existing is not None and existing.get("portal_digest") == row_digest:
@@ -343,8 +362,7 @@ class _Run:
                 return "added"  # written with the batch's other new accounts (_flush_inserts)
             else:
                 user_id = existing["id"]
-                seen = existing.get("portal_fields") or {}
-                portal_changed = [f for f in FIELDS if seen.get(f) != digests[f]]
+                portal_changed = changed_fields(existing.get("portal_fields"), digests)
                 self._update(conn, existing, pid, mapped, portal_changed, now)
                 outcome = "updated"
         except _Conflict as exc:
@@ -359,7 +377,7 @@ class _Run:
         other = user_store.by_login(conn, ids.login_key(mapped["login"]), mapped["external"])
         if other is None or other["portal_id"] is not None:
             return None
-        return dict(other) | {"portal_digest": None, "portal_fields": {}}
+        return dict(other) | {"portal_digest": None, "portal_fields": None}
 
     # ---- writing accounts ----------------------------------------------------------------------
 

@@ -5,7 +5,11 @@ portal_gone)."""
 from __future__ import annotations
 
 import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
 
+from ..errors import B24Error
 from .imports import chunks
 
 STATE_COLUMNS = ("run_id", "cursor_ts", "cursor_id", "horizon", "run_mode", "run_started_at", "run_horizon",
@@ -41,27 +45,34 @@ def email_unique(conn) -> bool | None:
 
 
 def by_portal_ids(conn, portal_ids: list[int]) -> dict[int, dict]:
-    """portal_id -> the account and its last read (fields decoded), for the ids that have one."""
+    """portal_id -> the account and its last read (digest, field digests), for the ids that have one."""
     found: dict[int, dict] = {}
     for chunk in chunks(portal_ids):
         sql = ("SELECT users.*, pa.digest AS portal_digest, pa.fields AS portal_fields FROM users"
                " LEFT JOIN portal_accounts pa ON pa.user_id = users.id"
                f" WHERE users.portal_id IN ({','.join('?' * len(chunk))})")
         for row in conn.execute(sql, chunk):
-            entry = dict(row)
-            entry["portal_fields"] = json.loads(entry["portal_fields"] or "{}")
-            found[row["portal_id"]] = entry
+            found[row["portal_id"]] = dict(row)
     return found
 
 
 def remember_reads(conn, reads: list[tuple]) -> None:
-    """remember_read for many accounts: (user_id, timestamp_x, digest, fields, checkword_timeout, policy)."""
+    """What each account's last read saw: (user_id, timestamp_x, digest, field digests, checkword_timeout,
+    policy)."""
     conn.executemany(
         "INSERT INTO portal_accounts (user_id, timestamp_x, digest, fields, checkword_timeout, policy)"
         " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET timestamp_x = excluded.timestamp_x,"
         " digest = excluded.digest, fields = excluded.fields, checkword_timeout = excluded.checkword_timeout,"
         " policy = excluded.policy",
-        [(u, ts, d, json.dumps(f, sort_keys=True), cw, json.dumps(p, sort_keys=True)) for u, ts, d, f, cw, p in reads])
+        [(u, ts, d, f, cw, _policy_json(p)) for u, ts, d, f, cw, p in reads])
+
+
+def _policy_json(policy: dict, _seen: dict = {}) -> str:  # noqa: B006  (a cache: few distinct policies)
+    key = tuple(sorted(policy.items()))
+    text = _seen.get(key)
+    if text is None:
+        text = _seen[key] = json.dumps(dict(key), sort_keys=True)
+    return text
 
 
 def mark_read(conn, user_ids: list[int], now: int) -> None:
@@ -139,3 +150,23 @@ def replace_socials(conn, user_id: int, pairs, now: int) -> None:
     for provider, subject in sorted(wanted - have):
         conn.execute("INSERT INTO social_identities (user_id, provider, subject, created_at) VALUES (?, ?, ?, ?)",
                      (user_id, provider, subject, now))
+
+
+@contextmanager
+def sync_lock(store_path):
+    """One `portal sync` per store at a time (a slow full sync and the next cron run must not
+    interleave their batches): an exclusive lock on a 0600 file beside the store, released by
+    the kernel when the process ends, however it ends."""
+    import fcntl
+
+    path = Path(str(store_path) + ".sync.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise B24Error("store_locked", f"another portal sync is running on {store_path}",
+                           hint="Wait for it to finish (an interrupted one is finished by the next run).") from None
+        yield
+    finally:
+        os.close(fd)

@@ -192,12 +192,13 @@ CREATE TABLE portal_sync_state (
     version TEXT
 );
 -- What the last read of each portal account saw. `fields` holds a short digest per field (never
--- the values), so a later read can tell which fields the portal changed since.
+-- the values; "v1:" + 16 hex digits per field, services/portal_sync.FIELDS order), so a later
+-- read can tell which fields the portal changed since.
 CREATE TABLE portal_accounts (
     user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
     timestamp_x TEXT,
     digest TEXT NOT NULL,
-    fields TEXT NOT NULL DEFAULT '{}',
+    fields TEXT NOT NULL DEFAULT '',
     checkword_timeout INTEGER,   -- minutes: the shortest of the user's groups (NULL: Bitrix's default)
     policy TEXT NOT NULL DEFAULT '{}'  -- the strictest password rules of the user's groups
 );
