@@ -542,3 +542,23 @@ def test_a_second_sync_while_one_runs_is_refused(run, portal, db_path, config_pa
     assert child.returncode == 0, err
     assert json.loads(out)["added"] == 300
     assert store_rows(db_path, "SELECT count(DISTINCT portal_id) FROM users") == [(300,)]
+
+
+def test_refresh_rereads_one_account_now_without_moving_the_cursor(run, portal, db_path, config_path, clock):
+    from b24recover.cli.guard import Globals, make_ctx
+    from b24recover.services.portal_sync import refresh
+
+    pid = add(portal, "anna", EMAIL="anna@example.com", NAME="Anna")
+    add(portal, "boris", EMAIL="boris@example.com")
+    sync(run)
+    cursor = store_rows(db_path, "SELECT cursor_ts, cursor_id FROM portal_sync_state")
+    touch(portal, pid, ts="2025-03-01 09:00:00", NAME="Anne")  # an older stamp: no sync would see it
+    assert sync(run)["updated"] == 0
+    ctx = make_ctx(Globals(db=str(db_path), config=str(config_path), actor="test", clock=clock))
+    try:
+        result = refresh(ctx, [pid])
+    finally:
+        ctx.store.close()
+    assert (result.counts["updated"], result.counts["read"]) == (1, 1)
+    assert show(run, "anna")["name"] == "Anne"
+    assert store_rows(db_path, "SELECT cursor_ts, cursor_id FROM portal_sync_state") == cursor

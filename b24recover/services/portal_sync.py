@@ -125,6 +125,25 @@ def sync(ctx: Ctx, *, full: bool = False, dry_run: bool = False, progress=None) 
         return _Run(ctx, portal, full=full, dry_run=dry_run, progress=progress).run()
 
 
+def refresh(ctx: Ctx, portal_ids: list[int]) -> SyncResult:
+    """Re-read these portal rows now and apply them as a sync would, without moving the cursor:
+    for a command that must act on the portal's current row (the write-back issue re-reads an
+    account before issuing or redeeming). Rows gone from the portal are not marked here."""
+    from ..portal.adapter import Portal
+
+    with Portal.open(ctx.settings) as portal:
+        run = _Run(ctx, portal, full=False, dry_run=False, progress=None)
+        run.run_id = int(run.state["run_id"] or 0)  # refusals belong to the last run
+        run.result.resumed = False
+        for start in range(0, len(portal_ids), BATCH):
+            rows = portal.users_by_ids([int(i) for i in portal_ids[start:start + BATCH]])
+            run._batch(rows, retry=True)
+            run.result.counts["read"] += len(rows)
+        run.result.refused = [{"portal_id": r["portal_id"], "login": r["login"], "reason": r["reason"]}
+                              for r in portal_store.refused(ctx.store.conn) if r["portal_id"] in set(portal_ids)]
+        return run.result
+
+
 class _DryRun(Exception):
     """Raised inside a dry run's batch transaction so that it is rolled back."""
 
