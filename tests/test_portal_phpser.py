@@ -109,3 +109,22 @@ def test_malformed_dsns(dsn):
     with pytest.raises(B24Error) as info:
         parse_dsn(dsn)
     assert info.value.code == "config_invalid"
+
+
+def test_no_driver_is_imported_unless_a_command_connects(tmp_path):
+    """A store with a portal configured still answers lookup without PyMySQL or psycopg2."""
+    import subprocess
+    import sys
+
+    config = tmp_path / "b24recover.toml"
+    config.write_text('[portal]\ndsn = "mysql://bitrix@127.0.0.1:1/portal"\n', encoding="utf-8")
+    db = tmp_path / "s.db"
+    probe = ("import sys\nfrom b24recover.__main__ import main\nsys.argv = ['b24recover', *sys.argv[1:]]\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in ('pymysql', 'psycopg2') if m in sys.modules))")
+    base = [sys.executable, "-c", probe, "--db", str(db), "--config", str(config)]
+    assert subprocess.run([*base, "init"], capture_output=True).returncode == 0
+    lookup = subprocess.run([*base, "lookup", "anna"], capture_output=True, text=True)
+    assert lookup.stdout.strip().splitlines()[-1] == "[]"
+    status = subprocess.run([*base, "portal", "status"], capture_output=True, text=True)
+    assert status.stdout.strip().splitlines()[-1] == "['pymysql']"   # connecting needs it
