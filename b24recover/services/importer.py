@@ -47,7 +47,7 @@ from .passwords import BCRYPT_SHA256, scheme_of
 
 BATCH_ROWS = 5000  # rows validated together (and the most one transaction writes)
 PART_ROWS = 1000   # rows of the first transaction; then sized by time (Writer)
-PART_SECONDS = 0.25  # how long one import transaction holds the write lock, about
+PART_SECONDS = 0.4  # how long an import writes before it pauses for others (one transaction, about)
 MAX_LINE = 64 * 1024          # longer physical lines are bad rows
 MAX_RECORD = 256 * 1024       # a quoted multi-line CSV record may not grow past this
 BAD_KEPT = 10_000             # bad rows listed in the result; bad_count has them all
@@ -826,9 +826,10 @@ class Writer:
         self.unique_email = ctx.settings.accounts.unique_email
         self.conn = ctx.store.conn
         self.pacer = pacer or Pacer(batch=PART_ROWS, target=PART_SECONDS, min_batch=50, max_batch=BATCH_ROWS,
-                                    window=PART_SECONDS)
+                                    window=PART_SECONDS * 0.9)
         self.added_ids: list[tuple[int, int]] = []  # (after, last]: ids added by each transaction
         self._seen_version = import_store.data_version(self.conn)
+        self.turn = import_store.ImportTurn(ctx.store.path)
         import_store.open_seen(self.conn)
         # A larger page cache for the store while importing: index pages of a big table stay
         # in memory instead of being re-read for every batch (measured: a third off each insert).
@@ -836,6 +837,7 @@ class Writer:
         import_store.set_cache_size(self.conn, -IMPORT_CACHE_KIB)
 
     def close(self) -> None:
+        self.turn.close()
         import_store.close_seen(self.conn)
         import_store.set_cache_size(self.conn, self.cache_size)
 
@@ -855,12 +857,16 @@ class Writer:
         at = 0
         while at < len(batch):
             size = self.pacer.batch
+            self.turn.take()
             began = time.monotonic()
             self._write_part(batch[at:at + size], claimed)
             self.pacer.took(time.monotonic() - began)
             self._seen_version = import_store.data_version(self.conn)
             at += size
+            yielded = self.pacer.yielded
             self.pacer.after_batch(self._others_wrote)
+            if self.pacer.yielded != yielded:
+                self.turn.give()  # after the pause: the next import's turn
 
     def _write_part(self, part: list, claimed: dict) -> None:
         result = self.result
@@ -1072,7 +1078,7 @@ def _file_size(stream) -> int:
 def run_import(ctx: Ctx, stream, *, name: str = "-", fmt: str | None = None, on_conflict: str = "fail",
                dry_run: bool = False, progress=None, workers: int | None = None,
                parallel_after: int | None = None, update_passwords: bool = False, update_state: bool = False,
-               encoding: str | None = None, columns: list[str] | None = None) -> ImportResult:
+               encoding: str | None = None, columns: list[str] | None = None, pacer=None) -> ImportResult:
     """Import accounts from a binary stream. `progress(bytes_read)` is called after each batch.
 
     Raises B24Error for file-level problems (unknown format, bad header) before anything is
@@ -1095,7 +1101,8 @@ def run_import(ctx: Ctx, stream, *, name: str = "-", fmt: str | None = None, on_
         # A long file: helpers start at once, their start-up overlapping the first batches.
         parallel_after = 0 if _file_size(stream) >= PARALLEL_AT_ONCE else PARALLEL_AFTER
     validator = Validator(ctx, layout, workers, parallel_after)
-    writer = Writer(ctx, result, on_conflict, name, update_passwords=update_passwords, update_state=update_state)
+    writer = Writer(ctx, result, on_conflict, name, update_passwords=update_passwords, update_state=update_state,
+                    pacer=pacer)
     try:
         for batch in validator.map(batches(rows)):
             writer.write(batch)

@@ -90,6 +90,41 @@ def seen_lines(conn, hashes: list[int]) -> dict[int, int]:
     return found
 
 
+class ImportTurn:
+    """Concurrent imports of one store take turns: an advisory lock on `<store>.import-lock`.
+
+    SQLite has no queue for its write lock. With several imports each re-taking it as soon as
+    it is free, a short command waiting in its busy handler competes with all of them at every
+    release and can lose for many seconds. Holding this lock across a writing window and the
+    pause after it, one import writes at a time, and the pause is free for everyone else."""
+
+    def __init__(self, store_path):
+        import os
+
+        self.fd = os.open(f"{store_path}.import-lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        self.held = False
+
+    def take(self) -> None:
+        import fcntl
+
+        if not self.held:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            self.held = True
+
+    def give(self) -> None:
+        import fcntl
+
+        if self.held:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            self.held = False
+
+    def close(self) -> None:
+        import os
+
+        self.give()
+        os.close(self.fd)
+
+
 def data_version(conn) -> int:
     """Changes whenever another connection commits: how an import sees that a waiter got in."""
     return conn.execute("PRAGMA data_version").fetchone()[0]
