@@ -31,7 +31,6 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
 
-from ..errors import B24Error
 from ..store import portal as portal_store
 from ..store import tokens as token_store
 from ..store import users as user_store
