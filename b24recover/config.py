@@ -60,6 +60,7 @@ class MailSettings:
 class SmsSettings:
     transport: str = "outbox"
     command: list = field(default_factory=list)
+    command_env: list = field(default_factory=list)  # extra variables the command may inherit
     http_url: str = ""
     http_timeout: int = 10
 
@@ -202,6 +203,7 @@ def load_settings(config_path: str | None, db_path: str) -> Settings:
         raise B24Error("config_invalid", "[mail] smtp_security must be 'none', 'starttls' or 'tls'")
     if settings.sms.transport not in ("outbox", "command", "http"):
         raise B24Error("config_invalid", "[sms] transport must be 'outbox', 'command' or 'http'")
+    _check_command_env(settings)
     if settings.portal.charset not in ("utf-8", "windows-1251"):
         raise B24Error("config_invalid", "[portal] charset must be 'utf-8' or 'windows-1251'")
     if settings.portal.dsn:
@@ -212,6 +214,18 @@ def load_settings(config_path: str | None, db_path: str) -> Settings:
         except B24Error as exc:
             raise B24Error("config_invalid", f"{path}: {exc.message}", hint=exc.hint) from None
     return settings
+
+
+def _check_command_env(settings: Settings) -> None:
+    """`[sms] command_env` names plain variables, never one that holds a secret (SPEC §5)."""
+    import re
+
+    secrets = {"B24RECOVER_SECRET", settings.mail.smtp_password_env, settings.portal.password_env} - {""}
+    for name in settings.sms.command_env:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise B24Error("config_invalid", f"[sms] command_env: {name!r} is not an environment variable name")
+        if name in secrets:
+            raise B24Error("config_invalid", f"[sms] command_env: {name} holds a secret and is never passed to a program")
 
 
 def default_actor(settings: Settings, override: str | None = None) -> str:

@@ -38,8 +38,16 @@ def link_parts(link: str) -> tuple[str, str]:
 
 def last_sms(db_path: Path) -> tuple[str, str]:
     newest = sorted((outbox_dir(db_path) / "sms").iterdir(), key=lambda p: p.stat().st_mtime_ns)[-1]
-    head, _, text = newest.read_text(encoding="utf-8").partition("\n\n")
-    return head.removeprefix("To: ").strip(), text
+    return sms_parts(newest.read_text(encoding="utf-8"))[:2]
+
+
+def sms_parts(content: str) -> tuple[str, str, dict]:
+    """(number, text, headers) of an SMS outbox file: header lines (To: first), a blank line, the text."""
+    head, _, text = content.partition("\n\n")
+    lines = head.split("\n")
+    assert lines[0].startswith("To: "), content
+    headers = dict(line.split(": ", 1) for line in lines)
+    return headers["To"], text, headers
 
 
 def last_code(db_path: Path) -> str:

@@ -42,6 +42,9 @@ class SecretInput:
         return value
 
     def from_env(self, what: str) -> str:
+        from ..delivery import SECRET_ENV_NAMES
+
+        SECRET_ENV_NAMES.add(self.env or "")  # so no program we start inherits it
         value = os.environ.get(self.env or "")
         if value is None:
             raise B24Error("input_required", f"the environment variable {self.env} holding {what} is not set")

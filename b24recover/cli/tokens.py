@@ -194,7 +194,7 @@ def redeem(
 @handle_errors
 def outbox_list(
     ctx: typer.Context,
-    status: Optional[str] = typer.Option(None, "--status", help="queued, sent, failed or cancelled."),
+    status: Optional[str] = typer.Option(None, "--status", help="queued, sending, sent, failed or cancelled."),
     limit: int = typer.Option(100, "--limit", min=1, max=100000),
     as_json: bool = JSON,
 ):
@@ -204,12 +204,16 @@ def outbox_list(
     """
     from ..services.outbox import list_messages
 
-    if status not in (None, "queued", "sent", "failed", "cancelled"):
-        raise B24Error("usage", "--status must be queued, sent, failed or cancelled")
+    if status not in (None, "queued", "sending", "sent", "failed", "cancelled"):
+        raise B24Error("usage", "--status must be queued, sending, sent, failed or cancelled")
     rows = list_messages(service_ctx(ctx), status, limit)
     if as_json:
         render.emit_json({"messages": rows})
     else:
+        for row in rows:  # a claimed message shows until when its sender holds it
+            if row["status"] == "sending":
+                row["status"] = (f"sending (lease ended {row['lease_until']}; the next send retries it)"
+                                 if row["lease_ended"] else f"sending (lease to {row['lease_until']})")
         render.table([("id", "Id"), ("channel", "Channel"), ("recipient", "Recipient"), ("template", "Message"),
                       ("status", "Status"), ("error", "Error"), ("created_at", "Created"), ("sent_at", "Sent")], rows)
 

@@ -14,6 +14,11 @@ import time
 from pathlib import Path
 
 
+# Names of environment variables this process read a secret from (--password-env VAR, ...):
+# a program the tool runs never gets them (SPEC §5), whatever `[sms] command_env` says.
+SECRET_ENV_NAMES: set[str] = set()
+
+
 class DeliveryError(Exception):
     """str(exc) is the server's/program's answer, short, one line, no secret."""
 

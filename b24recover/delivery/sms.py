@@ -10,42 +10,87 @@ from . import DeliveryError, make_private_dir, one_line, publish, unique_name, w
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 
 
-def send_sms(settings, number: str, text: str) -> str:
+_MESSAGE_ID = re.compile(r"[!-~]{1,250}")  # printable ASCII, no space: safe as a header line and in env
+
+MESSAGE_ID_ENV = "B24RECOVER_MESSAGE_ID"  # what the command transport's program gets the id in
+
+
+def send_sms(settings, number: str, text: str, message_id: str | None = None) -> str:
+    """Send one SMS. message_id (the outbox's stable id) goes with it so a receiver can tell a
+    repeat after a crash from a new message: a header line in the file, an environment variable
+    for a program, a JSON field for a gateway."""
     # The number becomes a file header line and a program argument: only E.164 gets that far.
     if not _E164.fullmatch(number):
         raise DeliveryError("the phone number is not in E.164 form (+<country><number>)")
+    if message_id is not None:
+        message_id = message_id.strip("<>")
+        if not _MESSAGE_ID.fullmatch(message_id):
+            raise DeliveryError("the message id is not printable ASCII")
     transport = settings.sms.transport
     if transport == "outbox":
-        return _to_outbox(settings.outbox_dir / "sms", number, text)
+        return _to_outbox(settings.outbox_dir / "sms", number, text, message_id)
     if transport == "command":
-        return _to_command(settings.sms.command, number, text, settings.sms.http_timeout)
+        return _to_command(settings, number, text, message_id)
     if transport == "http":
-        return _to_http(settings.sms.http_url, number, text, settings.sms.http_timeout)
+        return _to_http(settings.sms.http_url, number, text, settings.sms.http_timeout, message_id)
     raise DeliveryError(f"unknown SMS transport {transport!r}")
 
 
-def _to_outbox(folder: Path, number: str, text: str) -> str:
+def _to_outbox(folder: Path, number: str, text: str, message_id: str | None) -> str:
     name = unique_name()
+    # Header lines (To: always first, then Message-ID:), a blank line, the text: readers split
+    # at the first blank line.
+    head = f"To: {number}\n" + (f"Message-ID: <{message_id}>\n" if message_id else "")
     # The temporary name is hidden and not *.txt, so a reader of sms/*.txt never sees half a file.
     tmp, final = folder / f".{name}.tmp", folder / f"{name}.txt"
     try:
         make_private_dir(folder)
-        write_private_file(tmp, f"To: {number}\n\n{text}\n".encode("utf-8"))
+        write_private_file(tmp, f"{head}\n{text}\n".encode("utf-8"))
         publish(tmp, final)
     except OSError as exc:
         raise DeliveryError(f"cannot write to SMS outbox {folder}: {exc.strerror or exc}") from None
     return f"written to sms/{final.name}"
 
 
-def _to_command(command: list[str], number: str, text: str, timeout: int) -> str:
+# What a program inherits from us: enough to run and to speak the right language, nothing else
+# (B24RECOVER_SECRET, --password-env variables, SMTP and database passwords stay with us).
+_BASE_ENV = ("PATH", "LANG", "TZ", "HOME")
+
+
+def command_env(settings, message_id: str | None, source: dict | None = None) -> dict[str, str]:
+    """The minimal environment of the SMS program: PATH, LANG, LC_*, TZ, HOME, the variables
+    `[sms] command_env` names, and the message id."""
+    import os
+
+    source = os.environ if source is None else source
+    named = set(_BASE_ENV) | set(settings.sms.command_env)
+    env = {k: v for k, v in source.items() if k in named or k.startswith("LC_")}
+    for secret in secret_env_names(settings):
+        env.pop(secret, None)
+    if message_id is not None:
+        env[MESSAGE_ID_ENV] = message_id
+    return env
+
+
+def secret_env_names(settings) -> set[str]:
+    """Variables that hold a secret and never reach a program, even when `command_env` names them."""
+    from . import SECRET_ENV_NAMES
+
+    names = {"B24RECOVER_SECRET", settings.mail.smtp_password_env, settings.portal.password_env}
+    return {n for n in names | SECRET_ENV_NAMES if n}
+
+
+def _to_command(settings, number: str, text: str, message_id: str | None) -> str:
     import subprocess
 
+    command, timeout = settings.sms.command, settings.sms.http_timeout
     if not command:
         raise DeliveryError("[sms] command is empty")
     program = Path(command[0]).name
     try:
         done = subprocess.run(
-            [*command, number], input=text.encode("utf-8"), capture_output=True, timeout=timeout, check=False
+            [*command, number], input=text.encode("utf-8"), capture_output=True, timeout=timeout, check=False,
+            env=command_env(settings, message_id),
         )
     except subprocess.TimeoutExpired:
         raise DeliveryError(f"{program} did not finish within {timeout} s") from None
@@ -76,7 +121,7 @@ def _scrub(answer: str, text: str) -> str:
     return answer
 
 
-def _to_http(url: str, number: str, text: str, timeout: int) -> str:
+def _to_http(url: str, number: str, text: str, timeout: int, message_id: str | None) -> str:
     import json
     import urllib.request
     from urllib.parse import urlsplit
@@ -89,7 +134,8 @@ def _to_http(url: str, number: str, text: str, timeout: int) -> str:
     if parts.username is not None:  # urllib cannot use https://user:pass@host/ itself: send Basic auth
         url = parts._replace(netloc=where).geturl()
         headers["Authorization"] = _basic_auth(parts.username, parts.password or "")
-    body = json.dumps({"to": number, "text": text}, ensure_ascii=False).encode("utf-8")
+    payload = {"to": number, "text": text} | ({"message_id": message_id} if message_id else {})
+    body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
     request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     try:
         with urllib.request.build_opener(_redirect_handler()).open(request, timeout=timeout) as response:

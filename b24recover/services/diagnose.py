@@ -143,6 +143,10 @@ def _delivery_findings(msg, sender: str) -> list[dict]:
     if msg["status"] == "failed":
         return [_finding("delivery_failed", f"The last message to {to} was not delivered: {msg['error']}",
                          "Fix the mail/SMS settings or the address, then: b24recover outbox send")]
+    if msg["status"] == "sending":
+        return [_finding("delivery_queued", f"The last message to {to} is being sent (claimed until "
+                         f"{iso(msg['lease_until'])}).",
+                         "Wait a moment; if that time passes, run: b24recover outbox send")]
     if msg["status"] == "queued":
         return [_finding("delivery_queued", f"The last message to {to} is still queued (since {iso(msg['created_at'])}).",
                          "Run: b24recover outbox send (and check it runs from cron)")]

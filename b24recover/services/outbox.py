@@ -1,8 +1,10 @@
 """Messages: queued in the same transaction as what they announce, delivered after commit.
 
-Delivery never runs inside the write lock. A failed delivery leaves the message `failed` with
-the server's answer for `outbox send` to retry; a message whose control string is no longer
-active by the time it goes out is cancelled instead (it would only carry a dead link).
+Delivery never runs inside the write lock. A sender first claims the message (`sending`, leased
+to one claim token), so concurrent senders never send it twice; only the claimant records the
+result. A failed delivery leaves the message `failed` with the server's answer for `outbox send`
+to retry; a message whose control string is no longer active by the time it goes out is
+cancelled instead (it would only carry a dead link). Every attempt carries the same Message-ID.
 """
 
 from __future__ import annotations
@@ -69,16 +71,44 @@ def preload(channel: str, lang: str, params: dict) -> None:
         from ..delivery import sms  # noqa: F401
 
 
+LEASE_FLOOR = 120  # seconds a claim lasts at least
+LEASE_WAITS = 12  # ...and at least this many full transport timeouts (connect, EHLO, TLS, AUTH, MAIL, ...)
+
+
+def lease_seconds(ctx: Ctx, channel: str) -> int:
+    """How long a claim lasts: longer than any send that can still succeed, so a slow sender is
+    not overtaken by a second one; a crashed sender's message waits this long before a retry."""
+    timeout = ctx.settings.mail.smtp_timeout if channel == "email" else ctx.settings.sms.http_timeout
+    return max(LEASE_FLOOR, LEASE_WAITS * int(timeout))
+
+
+def _claimant() -> str:
+    """A token for one claim: the pid for people reading the table, randomness for uniqueness."""
+    import os
+    import secrets
+
+    return f"{os.getpid()}.{secrets.token_hex(8)}"
+
+
+def _dead_secret(ctx: Ctx, conn, msg) -> str | None:
+    """Why a message carrying a secret must not go out (its control string ended), or None."""
+    if not msg["sealed"]:
+        return None
+    token = token_store.by_id(conn, msg["control_string_id"]) if msg["control_string_id"] else None
+    state = token_state(token, ctx.now()) if token else "gone"
+    return None if state == "active" else f"control string {state} before delivery"
+
+
 def _render(ctx: Ctx, conn, msg) -> tuple[object, str | None]:
     """Build the text of a message; returns (Rendered, reason to cancel or None)."""
     from ..messages import render
 
     params = json.loads(msg["params"])
+    dead = _dead_secret(ctx, conn, msg)
+    if dead:
+        return None, dead
     if msg["sealed"]:
-        token = token_store.by_id(conn, msg["control_string_id"]) if msg["control_string_id"] else None
-        if token is None or token_state(token, ctx.now()) != "active":
-            state = token_state(token, ctx.now()) if token else "gone"
-            return None, f"control string {state} before delivery"
+        token = token_store.by_id(conn, msg["control_string_id"])
         secret = secret_codec.unseal(msg["sealed"], ctx.key())
         if token["kind"] == "link":
             params["link"] = recovery_link(ctx, login=params["login"], lang=msg["lang"], control_string=secret)
@@ -87,57 +117,90 @@ def _render(ctx: Ctx, conn, msg) -> tuple[object, str | None]:
     return render(msg["template"], msg["lang"], params), None
 
 
+def _transmit(ctx: Ctx, msg, rendered, accepted) -> None:
+    if msg["channel"] == "email":
+        from ..delivery.mail import build_email, send_email
+
+        email = build_email(sender=ctx.settings.sender, recipient=msg["recipient"], subject=rendered.subject,
+                            body=rendered.body, lang=msg["lang"], message_id=msg["message_id"])
+        send_email(ctx.settings, email, accepted)
+    else:
+        from ..delivery.sms import send_sms
+
+        send_sms(ctx.settings, msg["recipient"], rendered.body, message_id=msg["message_id"])
+
+
 def deliver(ctx: Ctx, message_id: int) -> dict:
-    """Send one queued or failed message. Returns {"status", "recipient", "error"}."""
+    """Send one queued or failed message. Returns {"status", "recipient", "error"}.
+
+    The message is claimed first (exclusive, leased); a message another sender holds is left to
+    it and its current status returned. Only this claim's owner records the result.
+    """
     from ..delivery import DeliveryError
 
     store = ctx.store
+    owner = _claimant()
     with store.write() as conn:
-        if not outbox_store.claim(conn, message_id, ctx.now()):
-            msg = outbox_store.by_id(conn, message_id)
-            return {"status": msg["status"], "recipient": msg["recipient"], "error": msg["error"]}
+        msg = outbox_store.by_id(conn, message_id)
+        if msg is None:
+            return {"status": "gone", "recipient": None, "error": None, "claimed": False}
+        host = urlsplit(ctx.settings.portal_url).hostname or "localhost"
+        if not outbox_store.claim(conn, message_id, owner=owner, now=ctx.now(),
+                                  lease=lease_seconds(ctx, msg["channel"]), host=host):
+            # Another sender holds it or already finished it: its state as of now, not our doing.
+            return {"status": msg["status"], "recipient": msg["recipient"], "error": msg["error"], "claimed": False}
     msg = outbox_store.by_id(store.conn, message_id)
-    rendered, cancel_reason = _render(ctx, store.conn, msg)
+    login = json.loads(msg["params"]).get("login")
+    try:
+        rendered, cancel_reason = _render(ctx, store.conn, msg)
+    except Exception as exc:  # nothing went out: give the message back as failed, then report
+        with store.write() as conn:
+            outbox_store.mark_failed(conn, message_id, owner, f"cannot build the message: {type(exc).__name__}")
+        raise
     if cancel_reason:
         with store.write() as conn:
-            outbox_store.cancel(conn, message_id, cancel_reason)
+            outbox_store.cancel(conn, message_id, owner, cancel_reason)
         return {"status": "cancelled", "recipient": msg["recipient"], "error": cancel_reason}
+    marked: list[bool] = []
+
+    def record_sent() -> None:
+        with store.write() as conn:
+            marked.append(True)
+            if not outbox_store.mark_sent(conn, message_id, owner, ctx.now()):
+                # The lease ran out mid-send and another sender took the message: it may arrive
+                # twice, with the same Message-ID. Recorded so an operator can tell.
+                ctx.audit(conn, "outbox.lease_lost", login, message=message_id, channel=msg["channel"],
+                          recipient=msg["recipient"], message_id=msg["message_id"])
+
     try:
-        if msg["channel"] == "email":
-            from ..delivery.mail import build_email, send_email
-
-            email = build_email(sender=ctx.settings.sender, recipient=msg["recipient"], subject=rendered.subject,
-                                body=rendered.body, lang=msg["lang"], message_id=_message_id(ctx, msg))
-            send_email(ctx.settings, email)
-        else:
-            from ..delivery.sms import send_sms
-
-            send_sms(ctx.settings, msg["recipient"], rendered.body)
+        _transmit(ctx, msg, rendered, record_sent)
     except DeliveryError as exc:
+        if marked:  # accepted and recorded; only the goodbye failed
+            return {"status": "sent", "recipient": msg["recipient"], "error": None}
         error = str(exc) or type(exc).__name__
         with store.write() as conn:
-            outbox_store.mark_failed(conn, message_id, error)
-            login = json.loads(msg["params"]).get("login")
+            # Revoked or superseded while it was being sent: never retry a dead secret.
+            dead = _dead_secret(ctx, conn, msg)
+            if dead:
+                outbox_store.cancel(conn, message_id, owner, f"{dead} (last attempt: {error})"[:500])
+            else:
+                outbox_store.mark_failed(conn, message_id, owner, error)
             ctx.audit(conn, "outbox.failed", login, message=message_id, channel=msg["channel"],
                       recipient=msg["recipient"], error=error)
-        return {"status": "failed", "recipient": msg["recipient"], "error": error}
-    with store.write() as conn:
-        outbox_store.mark_sent(conn, message_id, ctx.now())
+        return {"status": "cancelled" if dead else "failed", "recipient": msg["recipient"], "error": error}
+    if not marked:  # transports with nothing after acceptance (files, SMS) are recorded here
+        record_sent()
     return {"status": "sent", "recipient": msg["recipient"], "error": None}
 
 
-def _message_id(ctx: Ctx, msg) -> str:
-    host = urlsplit(ctx.settings.portal_url).hostname or "localhost"
-    return f"b24recover.{msg['id']}.{msg['created_at']}@{host}"
-
-
 def send_pending(ctx: Ctx, progress=None) -> dict:
-    """`outbox send`: retry every queued and failed message."""
+    """`outbox send`: retry every queued and failed message (and any whose sender's lease ended)."""
     counts = {"sent": 0, "failed": 0, "cancelled": 0, "skipped": 0}
-    ids = outbox_store.pending_ids(ctx.store.conn)
+    ids = outbox_store.pending_ids(ctx.store.conn, ctx.now())
     for message_id in ids:
         result = deliver(ctx, message_id)
-        counts[result["status"] if result["status"] in counts else "skipped"] += 1
+        done_here = result.get("claimed", True) and result["status"] in counts
+        counts[result["status"] if done_here else "skipped"] += 1
         if progress:
             progress()
     counts["total"] = len(ids)
@@ -147,4 +210,6 @@ def send_pending(ctx: Ctx, progress=None) -> dict:
 def list_messages(ctx: Ctx, status: str | None, limit: int = 100) -> list[dict]:
     from .views import message_view
 
-    return [message_view(m) for m in outbox_store.listing(ctx.store.conn, status, limit)]
+    now = ctx.now()
+    return [{**message_view(m), "lease_ended": m["status"] == "sending" and m["lease_until"] <= now}
+            for m in outbox_store.listing(ctx.store.conn, status, limit)]

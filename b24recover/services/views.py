@@ -41,6 +41,9 @@ def message_view(row) -> dict:
         "attempts": row["attempts"],
         "created_at": iso(row["created_at"]),
         "sent_at": iso(row["sent_at"]),
+        "message_id": row["message_id"],
+        # While 'sending': until when the sender holds it (after that, `outbox send` may retry it).
+        "lease_until": iso(row["lease_until"]),
     }
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-RETRY_AFTER = 60  # a message being sent by another process is left alone this long
+# Statuses a sender may take a message from; 'sending' only once its lease has ended.
+CLAIMABLE = "(status IN ('queued', 'failed') OR (status = 'sending' AND lease_until <= :now))"
 
 
 def insert(conn, *, user_id: int | None, token_id: int | None, channel: str, template: str, lang: str,
@@ -21,32 +22,58 @@ def by_id(conn, message_id: int):
     return conn.execute("SELECT * FROM outbox WHERE id = ?", (message_id,)).fetchone()
 
 
-def claim(conn, message_id: int, now: int) -> bool:
-    """Mark an attempt; a message another process is sending right now is not taken twice."""
+def claim(conn, message_id: int, *, owner: str, now: int, lease: int, host: str) -> bool:
+    """Take the message for one sender: 'sending', leased to `owner` until now + lease.
+
+    Exclusive: a message another sender holds is not taken until its lease has ended (that sender
+    crashed or overran). The Message-ID is fixed by the first claim, from the row id and the
+    store's identity (64 random bits are plenty and keep the header on one line), so every retry
+    of the message carries the same one.
+    """
     cur = conn.execute(
-        "UPDATE outbox SET attempts = attempts + 1, last_attempt_at = ?"
-        " WHERE id = ? AND status IN ('queued', 'failed')"
-        " AND (last_attempt_at IS NULL OR last_attempt_at <= ? OR status = 'failed')",
-        (now, message_id, now - RETRY_AFTER),
+        "UPDATE outbox SET status = 'sending', lease_owner = :owner, lease_until = :until,"
+        " attempts = attempts + 1, last_attempt_at = :now,"
+        " message_id = coalesce(message_id, 'b24recover.' || id || '.'"
+        "   || (SELECT substr(uid, 1, 16) FROM store_identity WHERE id = 1) || '@' || :host)"
+        f" WHERE id = :id AND {CLAIMABLE}",
+        {"owner": owner, "until": now + lease, "now": now, "host": host, "id": message_id},
     )
     return cur.rowcount == 1
 
 
-def mark_sent(conn, message_id: int, now: int) -> None:
-    conn.execute("UPDATE outbox SET status = 'sent', sent_at = ?, error = NULL, sealed = NULL WHERE id = ?",
-                 (now, message_id))
+def mark_sent(conn, message_id: int, owner: str, now: int) -> bool:
+    """Record the delivery; only the claimant may (False: it lost the message to another sender)."""
+    cur = conn.execute(
+        "UPDATE outbox SET status = 'sent', sent_at = ?, error = NULL, sealed = NULL, lease_owner = NULL,"
+        " lease_until = NULL WHERE id = ? AND status = 'sending' AND lease_owner = ?",
+        (now, message_id, owner),
+    )
+    return cur.rowcount == 1
 
 
-def mark_failed(conn, message_id: int, error: str) -> None:
-    conn.execute("UPDATE outbox SET status = 'failed', error = ? WHERE id = ?", (error[:500], message_id))
+def mark_failed(conn, message_id: int, owner: str, error: str) -> bool:
+    """Record a failed attempt for a later retry; only the claimant may."""
+    cur = conn.execute(
+        "UPDATE outbox SET status = 'failed', error = ?, lease_owner = NULL, lease_until = NULL"
+        " WHERE id = ? AND status = 'sending' AND lease_owner = ?",
+        (error[:500], message_id, owner),
+    )
+    return cur.rowcount == 1
 
 
-def cancel(conn, message_id: int, reason: str) -> None:
-    conn.execute("UPDATE outbox SET status = 'cancelled', sealed = NULL, error = ? WHERE id = ?", (reason, message_id))
+def cancel(conn, message_id: int, owner: str, reason: str) -> bool:
+    """Cancel a claimed message whose control string ended before it went out; only the claimant may."""
+    cur = conn.execute(
+        "UPDATE outbox SET status = 'cancelled', sealed = NULL, error = ?, lease_owner = NULL, lease_until = NULL"
+        " WHERE id = ? AND status = 'sending' AND lease_owner = ?",
+        (reason, message_id, owner),
+    )
+    return cur.rowcount == 1
 
 
-def pending_ids(conn) -> list[int]:
-    return [r[0] for r in conn.execute("SELECT id FROM outbox WHERE status IN ('queued', 'failed') ORDER BY id")]
+def pending_ids(conn, now: int) -> list[int]:
+    """Messages a sender could claim now (queued, failed, or sending with an ended lease)."""
+    return [r[0] for r in conn.execute(f"SELECT id FROM outbox WHERE {CLAIMABLE} ORDER BY id", {"now": now})]
 
 
 def listing(conn, status: str | None, limit: int):

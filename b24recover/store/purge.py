@@ -3,7 +3,7 @@ the integrity facts `audit log --verify` needs beyond the hash chain.
 
 Stale means ended (superseded, used, revoked) before the cutoff, or still marked active but
 expired before it. A control string that an undelivered outbox message (queued or failed)
-points at is held back: `outbox send` still needs it to deliver or to cancel that message.
+points at is held back (queued, sending or failed): `outbox send` still needs it to deliver or to cancel that message.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from contextlib import contextmanager
 STATES = ("superseded", "used", "revoked", "expired")
 
 _HELD = ("EXISTS (SELECT 1 FROM outbox o WHERE o.control_string_id = c.id"
-         " AND o.status IN ('queued', 'failed'))")
+         " AND o.status IN ('queued', 'sending', 'failed'))")
 
 
 def _stale(state: str) -> str:

@@ -167,6 +167,56 @@ CREATE TABLE bulk_items (
     ),
     ("0003_bitrix_accounts", "rebuild_users_for_bitrix"),
     (
+        "0004_outbox_sending",
+        """
+-- Exactly-once delivery (SPEC §5). A sender claims a message by moving it to 'sending' with a
+-- lease (its random claimant token and an expiry); only that claimant may mark the result, and a
+-- crashed sender's message becomes claimable again only when the lease has ended. message_id is
+-- the stable Message-ID, fixed at the first claim and reused by every retry.
+-- The CHECK on status cannot be changed in place, so the table is rebuilt. No table references
+-- outbox (tests/test_outbox_claims.py checks that), so dropping it cascades to nothing and the
+-- rebuild needs no foreign_keys=OFF.
+CREATE TABLE outbox_new (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER REFERENCES users(id) ON DELETE SET NULL,
+    control_string_id INTEGER REFERENCES control_strings(id) ON DELETE SET NULL,
+    channel TEXT NOT NULL CHECK (channel IN ('email', 'sms')),
+    template TEXT NOT NULL,
+    lang TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    params TEXT NOT NULL DEFAULT '{}',
+    sealed TEXT,
+    status TEXT NOT NULL DEFAULT 'queued'
+        CHECK (status IN ('queued', 'sending', 'sent', 'failed', 'cancelled')),
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    last_attempt_at INTEGER,
+    sent_at INTEGER,
+    message_id TEXT,
+    lease_owner TEXT,
+    lease_until INTEGER,
+    CHECK ((status = 'sending') = (lease_owner IS NOT NULL AND lease_until IS NOT NULL))
+);
+INSERT INTO outbox_new (id, user_id, control_string_id, channel, template, lang, recipient, params, sealed,
+                        status, error, attempts, created_at, last_attempt_at, sent_at)
+SELECT id, user_id, control_string_id, channel, template, lang, recipient, params, sealed,
+       status, error, attempts, created_at, last_attempt_at, sent_at FROM outbox;
+DROP TABLE outbox;
+ALTER TABLE outbox_new RENAME TO outbox;
+CREATE INDEX outbox_status ON outbox(status, id);
+CREATE INDEX outbox_user ON outbox(user_id, id);
+CREATE INDEX outbox_control_string ON outbox(control_string_id);
+-- One random value per store: with the row id it makes Message-IDs unique across stores
+-- (a test and a production store both have a message 1).
+CREATE TABLE store_identity (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    uid TEXT NOT NULL
+);
+INSERT INTO store_identity (id, uid) VALUES (1, lower(hex(randomblob(16))));
+""",
+    ),
+    (
         "0007_portal_sync",
         """
 -- `portal sync` (SPEC §6): one row holding where the next read starts. It is written in the

@@ -11,7 +11,12 @@ def active(conn, user_id: int):
 
 def _end_active(conn, user_id: int, now: int, state: str, reason: str, message_note: str) -> int:
     """End the account's active control string; its undelivered message would carry a dead secret,
-    so it is cancelled (and its seal erased). Returns how many control strings ended."""
+    so it is cancelled (and its seal erased). Returns how many control strings ended.
+
+    A message being sent right now ('sending') is left to its claimant, which alone may record
+    the result: it was already on its way (cancelling it here would not stop it, and would let a
+    second sender repeat it). If that attempt fails, the claimant sees the control string ended
+    and cancels the message instead of leaving it to retry."""
     cur = conn.execute(
         "UPDATE control_strings SET state = ?, end_reason = ?, ended_at = ? WHERE user_id = ? AND state = 'active'",
         (state, reason, now, user_id),
