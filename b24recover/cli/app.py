@@ -93,7 +93,7 @@ COMMANDS: dict[str, tuple[str | None, str, str | None]] = {
     "outbox": ("tokens", "outbox_app", "Messages and their delivery; retry the failed ones."),
     "policy": ("policy", "app", "Show the password policy or check a password against it."),
     "audit": ("audit", "app", "Stale control strings and the audit trail."),
-    "portal": ("portal_cmds", "app", "The portal's own database: status and sync."),
+    "portal": ("portal_cmds", "app", "The portal's own database: status, sync and push (write-backs)."),
 }
 _GLOBAL_WITH_VALUE = ("--db", "--config", "--actor")
 

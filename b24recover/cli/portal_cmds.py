@@ -109,3 +109,26 @@ def sync(
         render.info(f"  portal ID {r['portal_id']} ({_safe(r['login'])}): {_safe(r['reason'])}")
     if len(result.refused) > SHOWN_REFUSED:
         render.info(f"  ... and {len(result.refused) - SHOWN_REFUSED} more refused rows (--json lists them).")
+
+
+@app.command("push")
+@handle_errors
+def push(ctx: typer.Context, as_json: bool = JSON):
+    """Apply the portal write-backs still pending or failed (passwords, checkwords, blocks,
+    emails: SPEC §6), each exactly once however many pushes run at once. For cron, like
+    'outbox send'. Exit 9 when some could still not be applied (they stay queued).
+
+    Example: */5 * * * * b24recover portal push --json
+    """
+    from ..errors import B24Error
+    from ..services.writeback import push as run_push
+
+    result = run_push(service_ctx(ctx))
+    if as_json:
+        render.emit_json(result)
+    else:
+        render.info(f"Portal write-backs: applied {result['done']}, failed {result['failed']}, left to another "
+                    f"push {result['skipped']}; still pending {result['still_pending']}, failed {result['still_failed']}.")
+    if result["failed"]:
+        raise B24Error("portal_write_failed", f"{result['failed']} portal write-back(s) could not be applied; "
+                       "they stay queued")

@@ -17,7 +17,20 @@ def handle_errors(fn):
     def wrapper(*args, **kwargs):
         tctx = kwargs.get("ctx")
         root = tctx.find_root().obj if tctx is not None else None
-        code = run_guarded(lambda: fn(*args, **kwargs), as_json=bool(kwargs.get("as_json")),
+
+        def run():
+            from ..services import writeback
+
+            writeback.reset_command()
+            try:
+                fn(*args, **kwargs)
+            finally:
+                writeback.flush()  # the command's portal write-backs, after its commits
+            failure = writeback.take_failure()
+            if failure is not None:
+                raise failure
+
+        code = run_guarded(run, as_json=bool(kwargs.get("as_json")),
                            db=root.db if root is not None else "the store",
                            passthrough=(typer.Exit,), interrupts=(KeyboardInterrupt, typer.Abort))
         if code:

@@ -11,6 +11,7 @@ from ..store import outbox as outbox_store
 from ..store import tokens as token_store
 from ..store import users as user_store
 from . import identifiers as ids
+from . import writeback
 from .context import Ctx
 from .passwords import is_legacy, scheme_of
 
@@ -204,6 +205,8 @@ def update_user(ctx: Ctx, login: str, *, email: str | None = None, clear_email: 
         actual["updated_at"] = ctx.now()
         user_store.update(conn, row["id"], actual)
         revoked = revoke_on_change(conn, row["id"], actual, ctx.now())
+        if "email" in actual:
+            writeback.queue(ctx, conn, row, "email", {"email": actual["email"]})
         shown = {k: v for k, v in actual.items() if k in ("email", "phone", "name", "last_name", "lang", "login")}
         ctx.audit(conn, "user.update", actual.get("login", row["login"]), changes=shown,
                   old_login=row["login"] if "login" in actual else None, revoked=revoked)
@@ -218,6 +221,7 @@ def set_blocked(ctx: Ctx, login: str, blocked: bool) -> dict:
             change = {"blocked": int(blocked), "updated_at": ctx.now()}
             user_store.update(conn, row["id"], change)
             revoked = revoke_on_change(conn, row["id"], change, ctx.now())
+            writeback.queue(ctx, conn, row, "blocked", {"blocked": blocked})
             ctx.audit(conn, "user.block" if blocked else "user.unblock", row["login"], revoked=revoked)
         return account_view(conn, user_store.by_id(conn, row["id"]))
 

@@ -19,8 +19,10 @@ def charset_name(db_charset: str | None) -> str | None:
 def status(ctx: Ctx) -> tuple[dict, B24Error | None]:
     """The status object, and the error that made the portal unreachable (None when reachable).
 
-    Write-backs (`pending`, `failed`) are counted by the write-back queue, which this version of
-    b24recover does not have yet: they are 0 (docs/bitrix.md)."""
+    `pending` and `failed` count the write-back queue (SPEC §6); `writes` says what `write = true`
+    touches (tables and columns)."""
+    from ..portal.writer import touched
+    from ..store import portal_writes
     from ..portal.adapter import Portal
     from ..portal.dsn import parse_dsn
 
@@ -34,7 +36,8 @@ def status(ctx: Ctx) -> tuple[dict, B24Error | None]:
     local = portal_store.counts(conn)
     out = {
         "reachable": False, "engine": dsn.engine, "version": None, "charset": None,
-        "accounts": None, "last_sync": iso(state["last_sync_at"]), "pending": 0, "failed": 0,
+        "accounts": None, "last_sync": iso(state["last_sync_at"]), **portal_writes.counts(conn),
+        "writes": touched(),
         "portal": f"{dsn.engine}://{dsn.user}@{dsn.where}",
         "configured_charset": settings.portal.charset, "charset_matches": None,
         "write": settings.portal.write,

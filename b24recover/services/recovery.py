@@ -11,7 +11,7 @@ from ..errors import B24Error
 from ..store import tokens as token_store
 from ..store import users as user_store
 from . import identifiers as ids
-from . import notices, outbox
+from . import notices, outbox, writeback
 from . import secrets as secret_codec
 from .accounts import check_free
 from .context import Ctx
@@ -51,6 +51,7 @@ def redeem(ctx: Ctx, login: str, secret: str, password: str) -> dict:
     except B24Error:
         key = None
     user = user_store.by_login_key(conn, key) if key else None
+    user = writeback.reconcile(ctx, user)
     row = find(ctx, conn, user, secret)
     if row is None or token_state(row, ctx.now()) != "active":
         raise _refuse(ctx, user, login, row, secret)

@@ -265,6 +265,39 @@ CREATE TABLE portal_refused (
 );
 """,
     ),
+    (
+        "0008_portal_writes",
+        """
+-- Write-backs to the portal (SPEC §6): queued in the same transaction as the local change,
+-- applied after the commit by a claimant holding a lease (store/leases.py), retried by
+-- `portal push`. `payload` holds Bitrix hashes and flags, never a clear password or checkword.
+CREATE TABLE portal_writes (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER REFERENCES users(id) ON DELETE SET NULL,
+    portal_id INTEGER NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('password', 'checkword', 'blocked', 'email', 'clear_checkword')),
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'sending', 'failed', 'done')),
+    lease_owner TEXT,
+    lease_until INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_attempt_at INTEGER,
+    error TEXT,
+    created_at INTEGER NOT NULL,
+    done_at INTEGER
+);
+CREATE INDEX portal_writes_open ON portal_writes(portal_id, id) WHERE status != 'done';
+-- The CHECKWORD b24recover last wrote for an account (a SHA-256 of the stored Bitrix hash, not
+-- the hash): a portal row holding anything else means the portal wrote its own since.
+CREATE TABLE portal_checkwords (
+    user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+    digest TEXT NOT NULL,
+    control_string_id INTEGER,
+    written_at INTEGER NOT NULL,
+    superseded_at INTEGER
+);
+""",
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,253 @@
+"""Write-backs: the changes b24recover makes to a portal account, made in the portal too (SPEC §6).
+
+Queued in the same local transaction as the change (`queue`), applied right after the commit
+and outside the store's write lock (`flush`), retried by `portal push`. A write is claimed with
+a lease exactly like an outbox message (store/leases.py), so concurrent pushes apply each write
+once; applying is also idempotent (a write the portal already holds is only marked done), so a
+crash between the portal's commit and ours repeats nothing. What is queued holds Bitrix `$6$`
+hashes, computed before the write lock, never a clear password or checkword.
+
+A write that cannot be applied now stays queued as `failed` with the portal's reason; the
+command that made the change ends with `portal_write_failed` (exit 9) after its normal output.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ..errors import B24Error
+from ..store import portal_writes as queue_store
+from .context import Ctx
+
+LEASE = 300  # seconds: longer than a connect (10 s) plus the slowest statement allowed (120 s), twice
+
+_queued: list[tuple[Ctx, int]] = []  # queued by this command, to apply after the commit
+_failures: list[str] = []    # reasons of this command's write-backs that could not be applied now
+
+
+def enabled(ctx: Ctx, user) -> bool:
+    """Whether changes to this account are written back: `[portal] write = true`, a portal
+    configured, and an account read from it."""
+    portal = ctx.settings.portal
+    return bool(portal.write and portal.dsn and user is not None and user["portal_id"] is not None)
+
+
+def _hash(ctx: Ctx, secret: str, what: str) -> str:
+    from .bitrix_hash import bitrix_hash
+
+    try:
+        return bitrix_hash(secret, ctx.settings.portal.charset)
+    except ValueError:
+        raise B24Error("invalid_input", f"the {what} has characters the portal's charset "
+                       f"({ctx.settings.portal.charset}) cannot hold",
+                       hint="Choose one the portal can store (its database is not UTF-8).") from None
+
+
+def password_payload(ctx: Ctx, password: str) -> dict:
+    """What a new password writes, hashed now (slow: call before the write lock): the password
+    and a fresh random checkword, so every old portal link dies as in Bitrix."""
+    from . import secrets as codec
+
+    return {"password": _hash(ctx, password, "password"), "checkword": _hash(ctx, codec.new_control_string(), "checkword")}
+
+
+def checkword_hash(ctx: Ctx, control_string: str) -> str:
+    return _hash(ctx, control_string, "control string")
+
+
+def queue(ctx: Ctx, conn, user, kind: str, payload: dict) -> int | None:
+    """Queue one write-back inside the caller's transaction (nothing when write-back is off)."""
+    if not enabled(ctx, user):
+        return None
+    write_id = queue_store.insert(conn, user_id=user["id"], portal_id=user["portal_id"], kind=kind,
+                                  payload=payload, now=ctx.now())
+    _queued.append((ctx, write_id))
+    return write_id
+
+
+def link_ttl(ctx: Ctx, conn, user, ttl: int) -> int:
+    """A link's lifetime: b24recover's, or the user's CHECKWORD_TIMEOUT when that is shorter
+    (the portal refuses the checkword after it)."""
+    if not enabled(ctx, user):
+        return ttl
+    from ..store import portal as portal_store
+
+    read = portal_store.read_of(conn, user["id"])
+    minutes = read and read["checkword_timeout"]
+    return min(ttl, int(minutes) * 60) if minutes and int(minutes) > 0 else ttl
+
+
+# ---- two writers -------------------------------------------------------------------------------
+
+def reconcile(ctx: Ctx, user):
+    """Before issuing, checking or redeeming: the portal's row as it is now. A CHECKWORD other
+    than the one b24recover wrote means the portal sent its own, newer message: b24recover's
+    control string is superseded. Changed PASSWORD, EMAIL, LOGIN, ACTIVE or BLOCKED refresh the
+    account first (which revokes its control string, SPEC §4). Returns the account as now stored.
+    While a write-back of the account is still open there is nothing to compare yet; when the
+    portal cannot be reached the write-back that follows reports it."""
+    if not enabled(ctx, user) or queue_store.open_for_user(ctx.store.conn, user["id"]):
+        return user
+    from ..portal.writer import checkword_digest, read_checkword
+    from ..store import tokens as token_store
+    from ..store import users as user_store
+    from .portal_sync import refresh
+
+    try:
+        found, checkword = read_checkword(ctx.settings, user["portal_id"])
+        if not found:
+            return user
+        ours = queue_store.checkword_of(ctx.store.conn, user["id"])
+        if ours is not None and ours["superseded_at"] is None and checkword_digest(checkword) != ours["digest"]:
+            with ctx.store.write() as conn:
+                ended = token_store.supersede_by_portal(conn, ours["control_string_id"], ctx.now()) \
+                    if ours["control_string_id"] else 0
+                queue_store.mark_superseded(conn, user["id"], ctx.now())
+                ctx.audit(conn, "token.portal_superseded", user["login"], control_string=ours["control_string_id"],
+                          superseded=ended)
+        refresh(ctx, [user["portal_id"]])
+    except B24Error as exc:
+        if exc.code != "portal_unavailable":
+            raise
+        return user
+    return user_store.by_id(ctx.store.conn, user["id"]) or user
+
+
+# ---- applying ---------------------------------------------------------------------------------
+
+def flush() -> dict:
+    """Apply what this command queued (call after the commit, outside the write lock). Failures
+    are remembered for the command's exit (take_failure)."""
+    counts = {"done": 0, "failed": 0, "skipped": 0}
+    while _queued:
+        ctx = _queued[0][0]
+        ids = [write_id for c, write_id in _queued if c is ctx]
+        _queued[:] = [(c, w) for c, w in _queued if c is not ctx]
+        for key, value in apply_ids(ctx, ids).items():
+            counts[key] += value
+    return counts
+
+
+class _Portal:
+    """The portal connection of one round of write-backs, opened at the first claimed write."""
+
+    def __init__(self, ctx: Ctx):
+        self.ctx, self.writer, self.error, self.tried = ctx, None, None, False
+
+    def get(self):
+        if not self.tried:
+            from ..portal.writer import PortalWriter
+
+            self.tried = True
+            try:
+                self.writer = PortalWriter.open(self.ctx.settings)
+            except B24Error as exc:
+                self.error = exc
+        if self.writer is None:
+            raise self.error
+        return self.writer
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def apply_ids(ctx: Ctx, ids: list[int], *, remember: bool = True) -> dict:
+    counts = {"done": 0, "failed": 0, "skipped": 0}
+    portal = _Portal(ctx)
+    last_error = None
+    try:
+        for write_id in ids:
+            status, error = _apply_one(ctx, write_id, portal)
+            counts[status] += 1
+            last_error = error or last_error
+    finally:
+        portal.close()
+    if counts["failed"] and remember:
+        _failures.append(f"{counts['failed']} of {len(ids)} portal write-back(s) could not be applied: {last_error}")
+    return counts
+
+
+def _apply_one(ctx: Ctx, write_id: int, portal: _Portal) -> tuple[str, str | None]:
+    """Claim one write, apply it in one portal transaction, record the result (claimant only)."""
+    from ..store.leases import claimant
+
+    owner = claimant()
+    with ctx.store.write() as conn:
+        if not queue_store.claim(conn, write_id, owner=owner, now=ctx.now(), lease=LEASE):
+            return "skipped", None  # another push holds it, an earlier write of the account is open, or done
+        row = queue_store.by_id(conn, write_id)
+    payload = json.loads(row["payload"])
+    try:
+        portal.get().apply(row["kind"], payload, row["portal_id"])
+    except B24Error as exc:
+        with ctx.store.write() as conn:
+            queue_store.mark_failed(conn, write_id, owner, exc.message)
+            ctx.audit(conn, "portal.write_failed", _login(conn, row), write=write_id, kind=row["kind"], error=exc.message)
+        return "failed", exc.message
+    with ctx.store.write() as conn:
+        if not queue_store.mark_done(conn, write_id, owner, ctx.now()):
+            ctx.audit(conn, "portal.lease_lost", _login(conn, row), write=write_id, kind=row["kind"])
+        if row["user_id"] is not None:
+            _note_own_write(ctx, conn, row["user_id"], row["kind"], payload)
+        conn.execute("UPDATE portal_writes SET payload = '{}' WHERE id = ?", (write_id,))  # hashes no longer needed
+    return "done", None
+
+
+def _login(conn, row) -> str | None:
+    user = conn.execute("SELECT login FROM users WHERE id = ?", (row["user_id"],)).fetchone() if row["user_id"] else None
+    return user[0] if user else None
+
+
+def _note_own_write(ctx: Ctx, conn, user_id: int, kind: str, payload: dict) -> None:
+    """What b24recover wrote is not a change by the portal: the last read is updated to it (so a
+    sync does not revoke the account's control string), and the checkword written is kept."""
+    from ..portal.writer import checkword_digest
+
+    fields = {"password": {"password_hash": payload.get("password"), "must_change_password": payload.get("expired")},
+              "blocked": {"blocked": payload.get("blocked")}, "email": {"email": payload.get("email")}}.get(kind)
+    if fields:
+        _update_read(conn, user_id, fields)
+    if kind in ("password", "checkword"):
+        queue_store.remember_checkword(conn, user_id, checkword_digest(payload["checkword"]),
+                                       payload.get("control_string_id"), ctx.now())
+    elif kind == "clear_checkword":
+        queue_store.remember_checkword(conn, user_id, checkword_digest(None), None, ctx.now())
+
+
+def _update_read(conn, user_id: int, values: dict) -> None:
+    from .portal_sync import FIELDS, FIELDS_FORM, _digest
+
+    row = conn.execute("SELECT fields FROM portal_accounts WHERE user_id = ?", (user_id,)).fetchone()
+    if row is None or not row[0].startswith(FIELDS_FORM) or len(row[0]) != len(FIELDS_FORM) + 16 * len(FIELDS):
+        return
+    text = row[0]
+    for field, value in values.items():
+        at = len(FIELDS_FORM) + 16 * FIELDS.index(field)
+        text = text[:at] + _digest(value).hex() + text[at + 16:]
+    conn.execute("UPDATE portal_accounts SET fields = ? WHERE user_id = ?", (text, user_id))
+
+
+def push(ctx: Ctx, progress=None) -> dict:
+    """`portal push`: every pending or failed write-back (and any whose claimant's lease ended)."""
+    ids = queue_store.claimable_ids(ctx.store.conn, ctx.now())
+    counts = apply_ids(ctx, ids, remember=False)
+    counts["total"] = len(ids)
+    left = queue_store.counts(ctx.store.conn)
+    counts.update(still_pending=left["pending"], still_failed=left["failed"])
+    return counts
+
+
+def take_failure() -> B24Error | None:
+    """The error a command ends with when some of its write-backs could not be applied now."""
+    if not _failures:
+        return None
+    reason = "; ".join(_failures)
+    _failures.clear()
+    return B24Error("portal_write_failed", reason + ". The change is kept in b24recover and stays queued.",
+                    hint="Run b24recover portal push once the portal database is reachable (or from cron).")
+
+
+def reset_command() -> None:
+    _queued.clear()
+    _failures.clear()
