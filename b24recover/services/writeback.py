@@ -13,6 +13,7 @@ command that made the change ends with `portal_write_failed` (exit 9) after its 
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from ..errors import B24Error
@@ -218,14 +219,18 @@ def _note_own_write(ctx: Ctx, conn, user_id: int, kind: str, payload: dict) -> N
 def _update_read(conn, user_id: int, values: dict) -> None:
     from .portal_sync import FIELDS, FIELDS_FORM, _digest
 
-    row = conn.execute("SELECT fields FROM portal_accounts WHERE user_id = ?", (user_id,)).fetchone()
+    row = conn.execute("SELECT fields, checkword_timeout, policy FROM portal_accounts WHERE user_id = ?",
+                       (user_id,)).fetchone()
     if row is None or not row[0].startswith(FIELDS_FORM) or len(row[0]) != len(FIELDS_FORM) + 16 * len(FIELDS):
         return
     text = row[0]
     for field, value in values.items():
         at = len(FIELDS_FORM) + 16 * FIELDS.index(field)
         text = text[:at] + _digest(value).hex() + text[at + 16:]
-    conn.execute("UPDATE portal_accounts SET fields = ? WHERE user_id = ?", (text, user_id))
+    # The row digest as portal_sync computes it, so an unchanged row reads as unchanged.
+    rules = json.loads(row[2] or "{}")
+    digest = hashlib.blake2b(f"{text}|{row[1]}|{sorted(rules.items())}".encode(), digest_size=8).hexdigest()
+    conn.execute("UPDATE portal_accounts SET fields = ?, digest = ? WHERE user_id = ?", (text, digest, user_id))
 
 
 def push(ctx: Ctx, progress=None) -> dict:
