@@ -209,3 +209,27 @@ def test_a_password_changed_in_the_portal_refreshes_and_revokes(cli, portal, syn
                    (bitrix6("changed by an admin 1", portal.encoding), pid))
     checked = cli("token", "check", "ivan", "--control-string-stdin", "--json", input=control_string + "\n")
     assert checked.exit_code == 6 and checked.error["code"] == "control_string_revoked"
+
+
+def test_dry_run_prints_the_statements_masked_and_changes_nothing(cli, portal, synced, db_path):
+    before = b_user(portal, synced)
+    con = sqlite3.connect(db_path)
+    audit_before = con.execute("SELECT count(*) FROM audit_log").fetchone()[0]
+    result = cli("reset", "ivan", "--temporary", "--dry-run", "--json")
+    assert result.exit_code == 0, result.stderr
+    plan = result.json
+    assert plan["dry_run"] is True and plan["portal_id"] == synced
+    joined = "\n".join(plan["statements"])
+    assert "UPDATE b_user SET PASSWORD = '$6$…' (masked), PASSWORD_EXPIRED = 'Y'" in joined
+    assert "DELETE FROM b_user_stored_auth WHERE USER_ID = %d" % synced in joined
+    assert "'logout'" in joined
+    for args in (("token", "issue", "ivan", "--via", "email"), ("user", "block", "ivan"),
+                 ("user", "update", "ivan", "--email", "new@example.com"), ("passwd", "ivan"),
+                 ("redeem", "ivan")):
+        shown = cli(*args, "--dry-run")
+        assert shown.exit_code == 0, (args, shown.stderr)
+        assert "UPDATE b_user SET" in shown.stdout, args
+    assert b_user(portal, synced) == before
+    assert con.execute("SELECT count(*) FROM portal_writes").fetchone()[0] == 0
+    assert con.execute("SELECT count(*) FROM audit_log").fetchone()[0] == audit_before
+    assert con.execute("SELECT count(*) FROM control_strings").fetchone()[0] == 0

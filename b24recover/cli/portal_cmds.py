@@ -111,6 +111,22 @@ def sync(
         render.info(f"  ... and {len(result.refused) - SHOWN_REFUSED} more refused rows (--json lists them).")
 
 
+DRY_RUN = typer.Option(False, "--dry-run", help="Print the portal statements this would run (secrets "
+                                                 "masked) and change nothing.")
+
+
+def show_dry_run(plans: list[dict], as_json: bool) -> None:
+    """The output of --dry-run on a writing command: the portal statements, per account."""
+    if as_json:
+        render.emit_json(plans[0] if len(plans) == 1 else {"dry_run": True, "accounts": plans})
+        return
+    for plan in plans:
+        render.info(f"Dry run for {_safe(plan['login'])} (portal ID {plan['portal_id']}), nothing changed:"
+                    + ("" if plan["statements"] else f" {plan.get('note', 'no portal statements')}"))
+        for statement in plan["statements"]:
+            typer.echo(f"  {_safe(statement)};")
+
+
 @app.command("push")
 @handle_errors
 def push(ctx: typer.Context, as_json: bool = JSON):

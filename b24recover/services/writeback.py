@@ -256,3 +256,41 @@ def take_failure() -> B24Error | None:
 def reset_command() -> None:
     _queued.clear()
     _failures.clear()
+
+
+# ---- --dry-run ----------------------------------------------------------------------------------
+
+_HIDDEN = "(masked)"
+
+
+def preview(ctx: Ctx, login: str | None, kind: str | None, **flags) -> dict:
+    """What a writing command would run in the portal for this account, values of secrets
+    masked; nothing is read from the portal and nothing is changed anywhere. Without `login`
+    (redeem, which must not tell accounts apart) the statements name the account's portal ID
+    as a placeholder, and are shown whenever write-back is on."""
+    from ..portal.dsn import parse_dsn
+    from ..portal.writer import statements
+    from .accounts import get_user
+
+    if login is None:
+        user = {"login": flags.get("typed_login"), "portal_id": 0}
+        on = bool(ctx.settings.portal.write and ctx.settings.portal.dsn)
+    else:
+        user = get_user(ctx.store.conn, login)
+        on = enabled(ctx, user)
+    out = {"dry_run": True, "login": user["login"], "portal_id": user["portal_id"] if login else None, "write": on,
+           "statements": []}
+    if kind is None:
+        out["note"] = "SMS codes stay b24recover's own: nothing is written to the portal"
+        return out
+    if not out["write"]:
+        out["note"] = ("[portal] write is off" if not ctx.settings.portal.write else "not a portal account") + \
+            ": nothing would be written to the portal"
+        return out
+    payload = {"password": _HIDDEN, "checkword": _HIDDEN, "digest": _HIDDEN, "expired": bool(flags.get("expired")),
+               "blocked": bool(flags.get("blocked")), "email": flags.get("email")}
+    engine = parse_dsn(ctx.settings.portal.dsn).engine
+    shown = [st.shown() for st in statements(kind, payload, user["portal_id"], engine)]
+    out["statements"] = shown if login else [s.replace("= 0", "= <portal ID>").replace("(0,", "(<portal ID>,")
+                                             for s in shown]
+    return out
