@@ -233,3 +233,18 @@ def test_dry_run_prints_the_statements_masked_and_changes_nothing(cli, portal, s
     assert con.execute("SELECT count(*) FROM portal_writes").fetchone()[0] == 0
     assert con.execute("SELECT count(*) FROM audit_log").fetchone()[0] == audit_before
     assert con.execute("SELECT count(*) FROM control_strings").fetchone()[0] == 0
+
+
+def test_revoke_and_purge_clear_only_our_checkword(cli, portal, synced, db_path, clock):
+    assert cli("token", "issue", "ivan", "--via", "email").exit_code == 0
+    assert b_user(portal, synced)["CHECKWORD"].startswith("$6$")
+    assert cli("token", "revoke", "ivan").exit_code == 0
+    assert b_user(portal, synced)["CHECKWORD"] is None  # the revoked link dies on the portal too
+    clock.advance(3600)
+    assert cli("token", "issue", "ivan", "--via", "email", "--force").exit_code == 0
+    ours = b_user(portal, synced)["CHECKWORD"]
+    clock.advance(40 * 86400)  # expired, and older than the retention
+    purged = cli("audit", "tokens", "--purge", "--json")
+    assert purged.exit_code == 0, purged.stderr
+    assert purged.json["purged"] == 2
+    assert ours is not None and b_user(portal, synced)["CHECKWORD"] is None

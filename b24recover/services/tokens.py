@@ -215,6 +215,9 @@ def revoke(ctx: Ctx, login: str, reason: str | None = None) -> dict:
     reason = ids.clean_text(reason or "", "the reason", max_len=500) or "revoked by operator"
     with ctx.store.write() as conn:
         user = get_user(conn, login)
+        active = token_store.active(conn, user["id"])
+        if active is not None and writeback.enabled(ctx, user):
+            writeback.clear_checkword_of(ctx, conn, user, active["id"])
         count = token_store.revoke_active(conn, user["id"], ctx.now(), reason)
         ctx.audit(conn, "token.revoke", user["login"], revoked=count, reason=reason)
     return {"login": user["login"], "revoked": count}

@@ -294,3 +294,31 @@ def preview(ctx: Ctx, login: str | None, kind: str | None, **flags) -> dict:
     out["statements"] = shown if login else [s.replace("= 0", "= <portal ID>").replace("(0,", "(<portal ID>,")
                                              for s in shown]
     return out
+
+
+# ---- clearing checkwords -------------------------------------------------------------------------
+
+def clear_checkwords_of_purged(ctx: Ctx, conn) -> int:
+    """`audit tokens --purge`, inside its batch's transaction: the portal CHECKWORDs b24recover
+    wrote for control strings now purged are cleared (only where the portal still holds ours)."""
+    if not (ctx.settings.portal.write and ctx.settings.portal.dsn):
+        return 0
+    rows = conn.execute(
+        "SELECT u.*, pc.digest AS written FROM portal_checkwords pc JOIN users u ON u.id = pc.user_id"
+        " WHERE pc.control_string_id IS NOT NULL AND pc.superseded_at IS NULL"
+        " AND NOT EXISTS (SELECT 1 FROM control_strings c WHERE c.id = pc.control_string_id)").fetchall()
+    for row in rows:
+        _queue_clear(ctx, conn, row, row["written"])
+    return len(rows)
+
+
+def clear_checkword_of(ctx: Ctx, conn, user, token_id: int) -> None:
+    """`token revoke`: the revoked link must not keep working on the portal's own page."""
+    mine = queue_store.checkword_of(conn, user["id"])
+    if mine is not None and mine["control_string_id"] == token_id and mine["superseded_at"] is None:
+        _queue_clear(ctx, conn, user, mine["digest"])
+
+
+def _queue_clear(ctx: Ctx, conn, user, digest: str) -> None:
+    if queue(ctx, conn, user, "clear_checkword", {"digest": digest}) is not None:
+        conn.execute("UPDATE portal_checkwords SET control_string_id = NULL WHERE user_id = ?", (user["id"],))
