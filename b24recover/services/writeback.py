@@ -187,11 +187,13 @@ def _apply_one(ctx: Ctx, write_id: int, portal: _Portal) -> tuple[str, str | Non
             ctx.audit(conn, "portal.write_failed", _login(conn, row), write=write_id, kind=row["kind"], error=exc.message)
         return "failed", exc.message
     with ctx.store.write() as conn:
-        if not queue_store.mark_done(conn, write_id, owner, ctx.now()):
+        marked = queue_store.mark_done(conn, write_id, owner, ctx.now())
+        if not marked:  # the lease ran out and another push took it: that push finds it applied
             ctx.audit(conn, "portal.lease_lost", _login(conn, row), write=write_id, kind=row["kind"])
         if row["user_id"] is not None:
             _note_own_write(ctx, conn, row["user_id"], row["kind"], payload)
-        conn.execute("UPDATE portal_writes SET payload = '{}' WHERE id = ?", (write_id,))  # hashes no longer needed
+        if marked:
+            conn.execute("UPDATE portal_writes SET payload = '{}' WHERE id = ?", (write_id,))  # hashes no longer needed
     return "done", None
 
 
