@@ -98,6 +98,7 @@ def _confirm_pending(ctx: Ctx, conn, user, row) -> str | None:
     if pending["channel"] == "email":
         check_free(conn, email_key=pending["address_key"], owner_id=user["id"])
         user_store.update(conn, user["id"], {"email": pending["address"], "email_key": pending["address_key"]})
+        writeback.queue(ctx, conn, user, "email", {"email": pending["address"]})  # before the password write
     else:
         check_free(conn, phone=pending["address"], owner_id=user["id"])
         user_store.update(conn, user["id"], {"phone": pending["address"]})
