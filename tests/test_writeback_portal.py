@@ -248,3 +248,15 @@ def test_revoke_and_purge_clear_only_our_checkword(cli, portal, synced, db_path,
     assert purged.exit_code == 0, purged.stderr
     assert purged.json["purged"] == 2
     assert ours is not None and b_user(portal, synced)["CHECKWORD"] is None
+
+
+def test_a_confirmed_link_writes_the_email_and_the_password(cli, portal, synced, db_path):
+    assert cli("link", "ivan", "--email", "ivan.second@example.com").exit_code == 0
+    _, control_string = link_parts(last_link(db_path))
+    done = cli("redeem", "ivan", "--control-string-stdin", "--password-stdin",
+               input=f"{control_string}\n{NEW_PASSWORD}\n")
+    assert done.exit_code == 0, done.stderr
+    row = b_user(portal, synced)
+    assert row["EMAIL"] == "ivan.second@example.com"
+    assert sha512_crypt.verify(NEW_PASSWORD.encode(portal.encoding), row["PASSWORD"])
+    assert not sha512_crypt.verify(control_string.encode(), row["CHECKWORD"])  # the used link dies
