@@ -2,7 +2,8 @@
 
 Claims reuse the outbox's leases (store/leases.py). One account's writes apply in the order they
 were queued: a write is claimable only when no earlier write of the same portal account is
-still open, so a later password never lands under an earlier checkword (or the reverse).
+still open (or held by the same claimant, which applies them in id order), so a later password
+never lands under an earlier checkword (or the reverse).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from . import leases
 
 TABLE = "portal_writes"
 _IN_ORDER = ("NOT EXISTS (SELECT 1 FROM portal_writes AS e WHERE e.portal_id = portal_writes.portal_id"
-             " AND e.id < portal_writes.id AND e.status != 'done')")
+             " AND e.id < portal_writes.id AND e.status != 'done'"
+             " AND NOT (e.status = 'sending' AND e.lease_owner = :owner))")  # held by this claimant: applied first
 
 
 def insert(conn, *, user_id: int, portal_id: int, kind: str, payload: dict, now: int) -> int:
