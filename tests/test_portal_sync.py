@@ -562,3 +562,18 @@ def test_refresh_rereads_one_account_now_without_moving_the_cursor(run, portal, 
     assert (result.counts["updated"], result.counts["read"]) == (1, 1)
     assert show(run, "anna")["name"] == "Anne"
     assert store_rows(db_path, "SELECT cursor_ts, cursor_id FROM portal_sync_state") == cursor
+
+
+def test_the_portal_transaction_is_read_only(portal):
+    from b24recover.config import Settings
+    from b24recover.portal.adapter import Portal
+
+    settings = Settings()
+    settings.portal.dsn = portal.dsn
+    add(portal, "anna")
+    with Portal.open(settings) as p:
+        assert [r["LOGIN"] for r in p.users_by_id(0, 10)] == ["anna"]
+        with pytest.raises(Exception, match="(?i)read.only"):
+            with p.conn.cursor() as cur:
+                cur.execute("UPDATE b_user SET NAME = 'written' WHERE LOGIN = 'anna'")
+    assert portal.query("SELECT NAME FROM b_user")[0][0] is None
