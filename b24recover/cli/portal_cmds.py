@@ -57,6 +57,7 @@ def _status_text(s: dict) -> None:
         ("email unique", s["email_unique"]), ("write-back", "on" if s["write"] else "off"),
         ("write-backs pending", s["pending"]), ("write-backs failed", s["failed"]),
     ], title="Portal database")
+    render.info("write = true writes only: " + "; ".join(f"{t}: {', '.join(w)}" for t, w in s["writes"].items()))
 
 
 @contextmanager
