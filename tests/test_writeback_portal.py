@@ -260,3 +260,11 @@ def test_a_confirmed_link_writes_the_email_and_the_password(cli, portal, synced,
     assert row["EMAIL"] == "ivan.second@example.com"
     assert sha512_crypt.verify(NEW_PASSWORD.encode(portal.encoding), row["PASSWORD"])
     assert not sha512_crypt.verify(control_string.encode(), row["CHECKWORD"])  # the used link dies
+
+
+def test_portal_status_says_what_write_touches(cli, portal, synced):
+    shown = cli("portal", "status")
+    assert shown.exit_code == 0, shown.stderr
+    assert "b_user_stored_auth: DELETE" in shown.stdout + shown.stderr
+    assert set(cli("portal", "status", "--json").json["writes"]) == {"b_user", "b_user_password",
+                                                                     "b_user_stored_auth", "b_user_auth_action"}
