@@ -330,6 +330,13 @@ def _check(r: _Reader) -> None:
     if s.mail.smtp_port > 65535:
         raise r.fail("mail.smtp_port", "must be a port number from 1 to 65535")
     _check_command_env(r)
+    if s.portal.dsn:
+        from .portal.dsn import parse_dsn  # light: no driver is imported until a command connects
+
+        try:
+            parse_dsn(s.portal.dsn)
+        except B24Error as exc:
+            raise r.fail("portal.dsn", exc.message) from None
 
 
 def _check_command_env(r: _Reader) -> None:

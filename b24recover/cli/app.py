@@ -111,6 +111,7 @@ COMMANDS: dict[str, tuple[str | None, str, str | None]] = {
     "audit": ("audit", "app", "Stale control strings and the audit trail."),
     "config": ("config_cmd", "app", "The effective settings and where each came from."),
     "completion": ("completion_cmd", "completion", None),
+    "portal": ("portal_cmds", "app", "The portal's own database: status, sync and push (write-backs)."),
 }
 _GLOBAL_WITH_VALUE = ("--db", "--config", "--actor")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from .guard import Globals, check_arguments, make_ctx, run_guarded
+from .guard import Globals, check_arguments, make_ctx, run_guarded, with_writebacks
 from .portal import LOOKUP_LIMIT, lookup_body, redeem_body, request_body
 
 _GLOBALS = {"--db": "db", "--config": "config", "--actor": "actor"}
@@ -72,15 +72,15 @@ def try_fast(args: list[str]) -> int | None:
         if parsed is None:
             return None
         (login, opts), as_json = parsed, bool(parsed[1].get("--json"))
-        body = lambda: (check_arguments(rest),  # noqa: E731
-                        redeem_body(lambda: make_ctx(g), login, control_string_stdin=True,
-                                    password_stdin=True, password_env=None, as_json=as_json))
+        body = with_writebacks(lambda: (check_arguments(rest),  # noqa: E731
+                                        redeem_body(lambda: make_ctx(g), login, control_string_stdin=True,
+                                                    password_stdin=True, password_env=None, as_json=as_json)))
     elif rest[:2] == ["token", "request"]:
         parsed = _options(rest[2:], ())
         if parsed is None:
             return None
         (identifier, opts), as_json = parsed, bool(parsed[1].get("--json"))
-        body = lambda: request_body(make_ctx(g), identifier, as_json)  # noqa: E731
+        body = with_writebacks(lambda: request_body(make_ctx(g), identifier, as_json))
     else:
         return None
     return run_guarded(body, as_json=as_json, db=g.db)

@@ -41,8 +41,34 @@ def make_ctx(g: Globals, *, store: bool = True):
             except B24Error:
                 opened.close()
                 raise
+    if opened is not None and settings.portal.dsn:
+        from ..store.portal import email_unique
+
+        # A synced portal's own new_user_email_uniq_check overrides [accounts] unique_email.
+        portal_rule = email_unique(opened.conn)
+        if portal_rule is not None:
+            settings.accounts.unique_email = portal_rule
     return Ctx(store=opened, settings=settings, clock=g.clock or SystemClock(), actor=default_actor(settings, g.actor),
                detach=g.detach)
+
+
+def with_writebacks(call):
+    """`call`, then the portal write-backs it queued (SPEC §6: applied after its commits, outside
+    the store's write lock); one that could not be applied ends the command with exit 9."""
+    def run():
+        from ..services import writeback
+
+        writeback.reset_command()
+        try:
+            result = call()
+        finally:
+            writeback.flush()
+        failure = writeback.take_failure()
+        if failure is not None:
+            raise failure
+        return result
+
+    return run
 
 
 def check_arguments(values) -> None:

@@ -67,5 +67,9 @@ def diagnose(
         render.emit_json(result)
         return
     render.line(f"{result['login']}:")
+    if result.get("portal"):
+        from ..services.portal_views import last_read_text
+
+        render.line(f"({last_read_text(result['portal'])})")
     for number, f in enumerate(result["findings"], start=1):
         render.line(f"{number}. [{f['code']}] {f['message']}\n   -> {f['action']}")

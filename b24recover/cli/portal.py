@@ -19,7 +19,10 @@ def lookup_body(sctx, query: str, by: str, as_json: bool, limit: int = LOOKUP_LI
 
     listing.check(limit, fmt)
     matches = lookup(sctx, query, by, limit)
-    listing.emit("matches", render.ACCOUNT_COLUMNS, matches, limit=limit, fmt=fmt, as_json=as_json,
+    columns = render.ACCOUNT_COLUMNS
+    if any(m.get("portal_id") is not None for m in matches):  # a synced store: when each was read
+        columns = [*columns, ("portal_synced_at", "Read from portal")]
+    listing.emit("matches", columns, matches, limit=limit, fmt=fmt, as_json=as_json,
                  headers=headers, what="matches")
 
 

@@ -9,6 +9,7 @@ import typer
 
 from ..errors import B24Error
 from . import render
+from .portal_cmds import DRY_RUN, show_dry_run
 from .runtime import SecretInput, handle_errors, service_ctx
 from .users import policy_check, read_new_password
 
@@ -37,6 +38,7 @@ def reset(
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the new password from stdin."),
     password_env: Optional[str] = typer.Option(None, "--password-env", metavar="VAR",
                                                help="Read the new password from this environment variable."),
+    dry_run: bool = DRY_RUN,
     as_json: bool = JSON,
 ):
     """Administrator reset (Bitrix Settings > Users): set a new password for an account.
@@ -59,6 +61,10 @@ def reset(
     if password_stdin and password_env:
         raise B24Error("usage", "--password-stdin and --password-env exclude each other")
     sctx = service_ctx(ctx)
+    if dry_run:
+        from ..services.writeback import preview
+
+        return show_dry_run([preview(sctx, login, "password", expired=temporary)], as_json)
     password = None
     if not generate:
         password = read_new_password(SecretInput(stdin=password_stdin, env=password_env, as_json=as_json),
@@ -87,6 +93,7 @@ def passwd(
                                                help="Read the new password from this environment variable."),
     current_password_env: Optional[str] = typer.Option(None, "--current-password-env", metavar="VAR",
                                                        help="Read the current password from this environment variable."),
+    dry_run: bool = DRY_RUN,
     as_json: bool = JSON,
 ):
     """Change a password knowing the current one: current, new, confirm.
@@ -103,6 +110,10 @@ def passwd(
     """
     from ..services.admin import passwd as do_passwd
 
+    if dry_run:
+        from ..services.writeback import preview
+
+        return show_dry_run([preview(service_ctx(ctx), login, "password")], as_json)
     if password_stdin and (password_env or current_password_env):
         raise B24Error("usage", "--password-stdin reads both passwords; do not combine it with --password-env "
                                 "or --current-password-env")
@@ -192,6 +203,7 @@ def bulk_reset(
     batch: int = typer.Option(64, "--batch", min=1, max=10000, help="Accounts per transaction."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation on a terminal."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary unless something failed (the exit code tells)."),
+    dry_run: bool = DRY_RUN,
     as_json: bool = JSON,
 ):
     """Reset many accounts at once; re-running the same input resumes it without resetting twice.
@@ -229,6 +241,17 @@ def bulk_reset(
             stream = open(source, "rb")
         except OSError as exc:
             raise B24Error("invalid_input", f"cannot read {source}: {exc.strerror}") from None
+    if dry_run:
+        from ..services.bulk import Summary, read_logins
+        from ..services.writeback import preview
+
+        try:
+            rows = read_logins(stream, Summary(mode=mode))
+        finally:
+            if source != "-":
+                stream.close()
+        kind = "password" if mode == "temporary-password" else "checkword"
+        return show_dry_run([preview(sctx, r.login, kind, expired=True) for r in rows], as_json)
     try:
         with _Bar() as bar:
             result = do_bulk(sctx, stream, mode, out=out, force=force, notify=not no_notify, reason=reason,

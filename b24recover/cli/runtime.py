@@ -6,7 +6,7 @@ import functools
 
 import typer
 
-from .guard import Globals, check_arguments, make_ctx, run_guarded  # noqa: F401  (Globals is re-exported for tests)
+from .guard import Globals, check_arguments, make_ctx, run_guarded, with_writebacks  # noqa: F401  (Globals is re-exported for tests)
 from .secret_input import SecretInput  # noqa: F401  (re-exported for the command modules)
 
 
@@ -23,7 +23,7 @@ def handle_errors(fn, *, check_text: bool = True):
     def wrapper(*args, **kwargs):
         tctx = kwargs.get("ctx")
         root = tctx.find_root().obj if tctx is not None else None
-        code = run_guarded(lambda: body(args, kwargs), as_json=bool(kwargs.get("as_json")),
+        code = run_guarded(with_writebacks(lambda: body(args, kwargs)), as_json=bool(kwargs.get("as_json")),
                            db=root.db if root is not None else "the store",
                            passthrough=(typer.Exit,), interrupts=(KeyboardInterrupt, typer.Abort))
         if code:

@@ -61,6 +61,8 @@ def issue(
     via: str = typer.Option(..., "--via", help="email, sms, qr (draw the link as a QR code) or none (print the link once)."),
     ttl: Optional[str] = typer.Option(None, "--ttl", metavar="DURATION", help="Lifetime, e.g. 30m or 24h."),
     force: bool = typer.Option(False, "--force", help="Pass the throttle (audited)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the portal statements this would run (secrets "
+                                                          "masked) and change nothing."),
     as_json: bool = JSON,
 ):
     """An operator sends a control string; any earlier one stops working.
@@ -73,6 +75,11 @@ def issue(
     """
     from ..services.tokens import issue as do_issue
 
+    if dry_run:
+        from ..services.writeback import preview
+        from .portal_cmds import show_dry_run
+
+        return show_dry_run([preview(service_ctx(ctx), login, None if via == "sms" else "checkword")], as_json)
     issued = do_issue(service_ctx(ctx), login, via, _ttl(ttl), force)
     view = issued.view
     if as_json:
@@ -206,6 +213,8 @@ def redeem(
                                         help="Read the new password from stdin (line 2 with --control-string-stdin)."),
     password_env: Optional[str] = typer.Option(None, "--password-env", metavar="VAR",
                                                help="Read the new password from this environment variable."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the portal statements this would run (secrets "
+                                                          "masked) and change nothing."),
     as_json: bool = JSON,
 ):
     """Use a control string or SMS code to set a new password.
@@ -217,6 +226,13 @@ def redeem(
       printf '%s\\n%s\\n' "$CW" "$PW" | b24recover redeem anna.ivanova --control-string-stdin --password-stdin
     """
     from .portal import redeem_body
+
+    if dry_run:
+        from ..services.writeback import preview
+        from .portal_cmds import show_dry_run
+
+        # The account is not looked up: redeem must not tell which logins exist (SPEC §2).
+        return show_dry_run([preview(service_ctx(ctx), None, "password", typed_login=login)], as_json)
 
     redeem_body(lambda: service_ctx(ctx), login, control_string_stdin=control_string_stdin,
                 password_stdin=password_stdin, password_env=password_env, as_json=as_json)

@@ -13,6 +13,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=N
 
 JSON = typer.Option(False, "--json", help="Print JSON.")
 LIST_LIMIT = 1000
+DRY_RUN = typer.Option(False, "--dry-run", help="Print the portal statements this would run and change nothing.")
 
 
 def read_new_password(secrets: SecretInput, check=None) -> str:
@@ -115,6 +116,10 @@ def show(ctx: typer.Context, login: str = typer.Argument(..., metavar="LOGIN", h
     render.fields([("password hash", view["password_scheme"] or "none"),
                    ("failed attempts", view["failed_attempts"]),
                    ("created", view["created_at"]), ("password changed", view["password_changed_at"])])
+    if view.get("portal"):
+        from ..services.portal_views import last_read_text
+
+        render.fields([("portal", last_read_text(view["portal"]))])
     if view["social_identities"]:
         render.table([("provider", "Provider"), ("subject", "Subject")], view["social_identities"],
                      title="Social identities")
@@ -175,6 +180,7 @@ def update(
     last_name: Optional[str] = typer.Option(None, "--last-name", metavar="NAME", help="Last name."),
     lang: Optional[str] = typer.Option(None, "--lang", metavar="LANG", help="en, ru, de, it or pt."),
     rename: Optional[str] = typer.Option(None, "--rename", metavar="NEW", help="A new login."),
+    dry_run: bool = DRY_RUN,
     as_json: bool = JSON,
 ):
     """Change an account. Changing the login, email or phone revokes active control strings.
@@ -191,6 +197,14 @@ def update(
         raise B24Error("usage", "--email and --clear-email exclude each other")
     if phone is not None and clear_phone:
         raise B24Error("usage", "--phone and --clear-phone exclude each other")
+    if dry_run:
+        from ..services import identifiers as ids
+        from ..services.writeback import preview
+        from .portal_cmds import show_dry_run
+
+        address = ids.normalize_email(email)[0] if email is not None else None
+        return show_dry_run([preview(service_ctx(ctx), login, "email" if email is not None or clear_email else None,
+                                     email=address)], as_json)
     view = update_user(service_ctx(ctx), login, email=email, clear_email=clear_email, phone=phone,
                        clear_phone=clear_phone, name=name, last_name=last_name, lang=lang, rename=rename)
     if as_json:
@@ -202,9 +216,14 @@ def update(
                         "(Bitrix behaviour): send a new one if needed.")
 
 
-def _block(ctx, login: str, blocked: bool, as_json: bool) -> None:
+def _block(ctx, login: str, blocked: bool, as_json: bool, dry_run: bool = False) -> None:
     from ..services.accounts import set_blocked
 
+    if dry_run:
+        from ..services.writeback import preview
+        from .portal_cmds import show_dry_run
+
+        return show_dry_run([preview(service_ctx(ctx), login, "blocked", blocked=blocked)], as_json)
     view = set_blocked(service_ctx(ctx), login, blocked)
     if as_json:
         render.emit_json(view)
@@ -214,7 +233,8 @@ def _block(ctx, login: str, blocked: bool, as_json: bool) -> None:
 
 @app.command("block")
 @handle_errors
-def block(ctx: typer.Context, login: str = typer.Argument(..., metavar="LOGIN", help="The account's login."), as_json: bool = JSON):
+def block(ctx: typer.Context, login: str = typer.Argument(..., metavar="LOGIN", help="The account's login."),
+          dry_run: bool = DRY_RUN, as_json: bool = JSON):
     """Block an account; its active control strings are revoked and no new ones are sent.
 
     Examples:
@@ -222,12 +242,13 @@ def block(ctx: typer.Context, login: str = typer.Argument(..., metavar="LOGIN", 
     \b
       b24recover user block anna.ivanova
     """
-    _block(ctx, login, True, as_json)
+    _block(ctx, login, True, as_json, dry_run)
 
 
 @app.command("unblock")
 @handle_errors
-def unblock(ctx: typer.Context, login: str = typer.Argument(..., metavar="LOGIN", help="The account's login."), as_json: bool = JSON):
+def unblock(ctx: typer.Context, login: str = typer.Argument(..., metavar="LOGIN", help="The account's login."),
+            dry_run: bool = DRY_RUN, as_json: bool = JSON):
     """Unblock an account.
 
     Examples:
@@ -235,7 +256,7 @@ def unblock(ctx: typer.Context, login: str = typer.Argument(..., metavar="LOGIN"
     \b
       b24recover user unblock anna.ivanova
     """
-    _block(ctx, login, False, as_json)
+    _block(ctx, login, False, as_json, dry_run)
 
 from .user_import import import_users  # noqa: E402
 app.command("import")(import_users)

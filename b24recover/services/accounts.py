@@ -11,6 +11,7 @@ from ..store import outbox as outbox_store
 from ..store import tokens as token_store
 from ..store import users as user_store
 from . import identifiers as ids
+from . import writeback
 from .context import Ctx
 from .passwords import is_legacy, scheme_of
 
@@ -45,6 +46,8 @@ def account_view(conn, row) -> dict:
         "must_change_password": bool(row["must_change_password"]),
         "portal_id": row["portal_id"],
         "external": row["external"],
+        "portal_synced_at": iso(row["portal_synced_at"]),
+        "portal_gone": bool(row["portal_gone"]),
     }
 
 
@@ -215,6 +218,8 @@ def update_user(ctx: Ctx, login: str, *, email: str | None = None, clear_email: 
         actual["updated_at"] = ctx.now()
         user_store.update(conn, row["id"], actual)
         revoked = revoke_on_change(conn, row["id"], actual, ctx.now())
+        if "email" in actual:
+            writeback.queue(ctx, conn, row, "email", {"email": actual["email"]})
         shown = {k: v for k, v in actual.items() if k in ("email", "phone", "name", "last_name", "lang", "login")}
         ctx.audit(conn, "user.update", actual.get("login", row["login"]), changes=shown,
                   old_login=row["login"] if "login" in actual else None, revoked=revoked)
@@ -229,6 +234,7 @@ def set_blocked(ctx: Ctx, login: str, blocked: bool) -> dict:
             change = {"blocked": int(blocked), "updated_at": ctx.now()}
             user_store.update(conn, row["id"], change)
             revoked = revoke_on_change(conn, row["id"], change, ctx.now())
+            writeback.queue(ctx, conn, row, "blocked", {"blocked": blocked})
             ctx.audit(conn, "user.block" if blocked else "user.unblock", row["login"], revoked=revoked)
         return account_view(conn, user_store.by_id(conn, row["id"]))
 
@@ -257,6 +263,7 @@ def show_user(ctx: Ctx, login: str) -> dict:
     # query() answers oldest first; the view lists the newest first.
     events = audit_store.query(conn, login_key=row["login_key"], action=None, since=None, limit=10)[::-1]
     pending = user_store.pending(conn, row["id"])
+    from .portal_views import portal_view
     from .views import control_string_view, event_view, message_view
 
     view.update({
@@ -277,5 +284,6 @@ def show_user(ctx: Ctx, login: str) -> dict:
         "control_strings": [control_string_view(t, row["login"], now) for t in tokens],
         "messages": [message_view(m) for m in messages],
         "events": [event_view(e) for e in events],
+        "portal": portal_view(conn, row),
     })
     return view

@@ -19,6 +19,7 @@ from ..errors import B24Error
 from ..store import audit as audit_store
 from ..store import purge as purge_store
 from . import identifiers as ids
+from . import writeback
 from .context import Ctx
 from .views import event_view
 
@@ -180,6 +181,8 @@ def _run_batches(ctx: Ctx, report: dict, cutoff: int, progress, pacer: Pacer) ->
                 size, began = pacer.batch, time.monotonic()
                 with store.write() as conn:
                     deleted = purge_store.delete_batch(conn, state, cutoff, size, set_null)
+                    if deleted:
+                        writeback.clear_checkwords_of_purged(ctx, conn)
                 pacer.took(time.monotonic() - began)
                 seen = purge_store.data_version(store.conn)
                 report["purged_by_state"][state] += deleted

@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
 
 CHARSETS = {"utf-8": "utf-8", "windows-1251": "cp1251"}
 CRYPT_OVER = 100      # longer: crypt(3)
@@ -97,10 +98,8 @@ def verify(password: str, stored: str, charset: str = "utf-8") -> bool:
     if kind == SHA512_CRYPT:
         if not _SHA512.fullmatch(stored):
             return False
-        from passlib.hash import sha512_crypt
-
         try:
-            return sha512_crypt.verify(raw, stored)
+            return _sha512_crypt().verify(raw, stored)
         except ValueError:
             return False
     if kind == MD5_SALTED:
@@ -109,6 +108,18 @@ def verify(password: str, stored: str, charset: str = "utf-8") -> bool:
             return False
         return hmac.compare_digest(hashlib.md5(salt + raw).hexdigest(), stored[-MD5_LEN:])
     return hmac.compare_digest(hashlib.md5(raw).hexdigest(), stored)
+
+
+_IMPORT = threading.Lock()
+
+
+def _sha512_crypt():
+    """passlib's handler; its lazy module is not safe to import from several threads at once
+    (bulk reset hashes in a pool), so the first import is serialised."""
+    with _IMPORT:
+        from passlib.hash import sha512_crypt
+
+    return sha512_crypt
 
 
 def new_salt() -> str:
@@ -122,6 +133,4 @@ def bitrix_hash(password: str, charset: str = "utf-8", salt: str | None = None) 
     raw = _bytes(password, charset)
     if raw is None:
         raise ValueError(f"the password has characters that {charset} cannot hold")
-    from passlib.hash import sha512_crypt
-
-    return sha512_crypt.using(salt=salt or new_salt(), rounds=5000).hash(raw)
+    return _sha512_crypt().using(salt=salt or new_salt(), rounds=5000).hash(raw)

@@ -50,6 +50,7 @@ from ..errors import B24Error
 from ..store import bulk as bulk_store
 from ..store import users as user_store
 from . import identifiers as ids
+from . import writeback
 from . import notices
 from . import outbox
 from .bitrix import external_error
@@ -439,6 +440,7 @@ def _temporary_passwords(ctx: Ctx, rows: list[Row], summary: Summary, fd: int, *
             submitted = _submit_chunk(ctx, wctx, pool, rows[start:start + chunk])
             summary.delivered(ctx, undelivered)
             undelivered = _store_chunk(ctx, summary.job, _collect(submitted), fd, summary, notify, reason)
+            writeback.flush()  # the chunk's portal passwords, right after its commit
             if progress:
                 progress(min(start + chunk, len(rows)), len(rows))
         summary.delivered(ctx, undelivered)
@@ -452,12 +454,16 @@ def _channel_for(user) -> str:
 
 def _control_strings(ctx: Ctx, rows: list[Row], summary: Summary, *, force: bool, chunk: int,
                      progress) -> None:
-    from .tokens import create
+    from .tokens import create, prepare
 
     handled = 0
     for start in range(0, len(rows), chunk):
         part = rows[start:start + chunk]
         issued = []
+        ahead = [user_store.by_login_key(ctx.store.conn, row.key) for row in part]
+        prepared = {}
+        for via in ("email", "sms"):  # the portal checkwords of the chunk, hashed before the lock
+            prepared.update(prepare(ctx, [u for u in ahead if u is not None and _channel_for(u) == via], via))
         with ctx.store.write() as conn:
             for row in part:
                 try:
@@ -473,12 +479,13 @@ def _control_strings(ctx: Ctx, rows: list[Row], summary: Summary, *, force: bool
                             _mark(ctx, conn, summary.job, row.key, "skipped", "blocked")
                             continue
                         result = create(ctx, conn, user, via=_channel_for(user), ttl=None, force=force,
-                                        action="bulk.reset")
+                                        action="bulk.reset", prepared=prepared)
                         _mark(ctx, conn, summary.job, row.key, "done")
                         issued.append((row, result.message_id))
                 except B24Error as exc:
                     _mark(ctx, conn, summary.job, row.key, "failed", exc.code)
                     summary.fail(row.login, row.line, exc.code, exc.message)
+        writeback.flush()  # the chunk's portal checkwords, before their messages go out
         for row, message_id in issued:
             result = outbox.deliver(ctx, message_id)
             if result["status"] == "failed":

@@ -8,16 +8,18 @@ from dataclasses import dataclass
 
 from ..store import tokens as token_store
 from ..store import users as user_store
-from . import notices
+from . import notices, writeback
 from .context import Ctx
 from .passwords import hash_password
 from .policy import effective, enforce, history_digest
+from .portal_views import require_in_portal
 
 
 @dataclass
 class NewPassword:
     hash: str
     digest: str  # for the reuse history
+    portal: dict | None = None  # the portal write-back's Bitrix hashes (write = true), never the password
 
 
 def account_fields(user) -> dict:
@@ -35,8 +37,9 @@ def prepare_password(ctx: Ctx, password: str, user=None, *, notify: bool = False
     enforce(ctx.settings.policy, password, history=history, key=ctx.key(), **{**account_fields(user), **fields})
     warming = notices.warm_up(ctx, user) if notify else None
     try:
+        portal = writeback.password_payload(ctx, password) if writeback.enabled(ctx, user) else None
         return NewPassword(hash=hash_password(password, ctx.settings.bcrypt_rounds),
-                           digest=history_digest(ctx.key(), password))
+                           digest=history_digest(ctx.key(), password), portal=portal)
     finally:
         if warming is not None:
             warming.join()
@@ -49,8 +52,15 @@ def history_size(ctx: Ctx) -> int:
 
 def store_password(ctx: Ctx, conn, user_id: int, new: NewPassword, *, must_change: bool = False,
                    reason: str = "password_changed") -> int:
-    """Write a new password; every active control string stops working (Bitrix behaviour)."""
+    """Write a new password; every active control string stops working (Bitrix behaviour). With
+    write-back on, the portal's PASSWORD (and the rest of SPEC §6's row) is queued here too."""
+    user = user_store.by_id(conn, user_id)
+    require_in_portal(user)
     now = ctx.now()
+    if writeback.enabled(ctx, user):
+        if new.portal is None:
+            raise ValueError("a portal account's new password must be prepared with its portal hash")
+        writeback.queue(ctx, conn, user, "password", {**new.portal, "expired": bool(must_change)})
     user_store.update(conn, user_id, {"password_hash": new.hash, "password_changed_at": now, "updated_at": now,
                                       "must_change_password": int(must_change), "failed_attempts": 0})
     user_store.add_history(conn, user_id, new.digest, now, keep=history_size(ctx))

@@ -17,6 +17,7 @@ from . import guessing
 from .accounts import get_user
 from .context import Ctx
 from .passwords import is_legacy, scheme_of
+from .portal_views import gone_finding, portal_view
 from .tokens import throttled_until
 from .views import token_state
 
@@ -35,12 +36,40 @@ def _resend(user, kind: str | None = None) -> str:
     return f"b24recover token issue {user['login']} --via {channels[0] if channels else 'qr'}"
 
 
+def writeback_findings(conn, user) -> list[dict]:
+    """The portal write-backs still open for the account, and a checkword the portal replaced."""
+    from ..store import portal_writes
+
+    out = []
+    if user["portal_id"] is None:
+        return out
+    writes = portal_writes.open_for_user(conn, user["id"])
+    failed = [w for w in writes if w["status"] == "failed"]
+    if failed:
+        out.append(_finding("portal_write_failed", f"{len(failed)} change(s) to {user['login']} are not in the portal yet: "
+                            f"the last attempt failed ({failed[-1]['error']}). The portal still has the old values.",
+                            "Once the portal database is reachable: b24recover portal push (run it from cron)"))
+    elif writes:
+        out.append(_finding("portal_write_pending", f"{len(writes)} change(s) to {user['login']} are queued for the "
+                            "portal and not applied yet.", "They are applied in a moment; or now: b24recover portal push"))
+    mine = portal_writes.checkword_of(conn, user["id"])
+    if mine is not None and mine["superseded_at"] is not None:
+        out.append(_finding("portal_superseded", "The portal sent a newer message itself (its own 'Forgot password' "
+                            "or an administrator), so b24recover's link no longer works.",
+                            "Use the link in the most recent email; or send a new one: "
+                            f"b24recover token issue {user['login']} --via email"))
+    return out
+
+
 def diagnose(ctx: Ctx, login: str) -> dict:
     conn = ctx.store.conn
     user = get_user(conn, login)
     name, now, sender = user["login"], ctx.now(), ctx.settings.sender
     findings: list[dict] = []
     add = findings.append
+    portal = portal_view(conn, user)
+    if (gone := gone_finding(name, portal)) is not None:
+        add(gone)
 
     if user["external"]:
         # Managed elsewhere: nothing b24recover could send or set would help.
@@ -93,6 +122,7 @@ def diagnose(ctx: Ctx, login: str) -> dict:
                      f"{pending['address']}"))
 
     findings.extend(_control_string_findings(ctx, conn, user))
+    findings.extend(writeback_findings(conn, user))
 
     # Once the newest control string was used, recovery is complete: the throttle and the
     # delivery of its messages no longer stand in anyone's way.
@@ -121,7 +151,7 @@ def diagnose(ctx: Ctx, login: str) -> dict:
     if not findings:
         add(_finding("ok", f"Nothing stands in the way of {name}.",
                      "They can sign in, or use 'Forgot your password?' with their email, phone or login."))
-    return {"login": name, "findings": findings}
+    return {"login": name, "findings": findings, "portal": portal}
 
 
 def _control_string_findings(ctx: Ctx, conn, user) -> list[dict]:

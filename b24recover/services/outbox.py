@@ -83,11 +83,9 @@ def lease_seconds(ctx: Ctx, channel: str) -> int:
 
 
 def _claimant() -> str:
-    """A token for one claim: the pid for people reading the table, randomness for uniqueness."""
-    import os
-    import secrets
+    from ..store.leases import claimant
 
-    return f"{os.getpid()}.{secrets.token_hex(8)}"
+    return claimant()
 
 
 def _dead_secret(ctx: Ctx, conn, msg) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..errors import B24Error
 from ..store import tokens as token_store
 from ..store import users as user_store
-from . import guessing, notices, outbox
+from . import guessing, notices, outbox, writeback
 from .accounts import check_free
 from .context import Ctx
 from .credentials import prepare_password, store_password
@@ -21,7 +21,7 @@ from .views import token_state
 
 def redeem(ctx: Ctx, login: str, secret: str, password: str) -> dict:
     conn = ctx.store.conn
-    user = account_for(conn, login)
+    user = writeback.reconcile(ctx, account_for(conn, login))
     # While paused nothing is looked up: even the right control string is refused.
     row = None if guessing.is_paused(ctx, conn, user, login) else find(ctx, conn, user, secret)
     if row is None or token_state(row, ctx.now()) != "active":
@@ -75,6 +75,7 @@ def _confirm_pending(ctx: Ctx, conn, user, row) -> str | None:
     if pending["channel"] == "email":
         check_free(conn, email_key=pending["address_key"], owner_id=user["id"])
         user_store.update(conn, user["id"], {"email": pending["address"], "email_key": pending["address_key"]})
+        writeback.queue(ctx, conn, user, "email", {"email": pending["address"]})  # before the password write
     else:
         check_free(conn, phone=pending["address"], owner_id=user["id"])
         user_store.update(conn, user["id"], {"phone": pending["address"]})

@@ -15,12 +15,13 @@ from ..store import tokens as token_store
 from ..store import users as user_store
 from . import guessing
 from . import identifiers as ids
-from . import outbox
+from . import outbox, writeback
 from . import secrets as secret_codec
 from .accounts import get_user
 from .bitrix import refuse_external
 from .context import Ctx
 from .guessing import incorrect, refusal  # noqa: F401  (re-exported)
+from .portal_views import require_in_portal
 from .views import control_string_view, token_state
 
 VIA = ("email", "sms", "qr", "none")
@@ -74,10 +75,25 @@ def recipient_for(conn, user, channel: str) -> str:
                    hint=f"Link one first: b24recover link {user['login']} --{field} {'ADDRESS' if field == 'email' else 'NUMBER'}")
 
 
+def prepare(ctx: Ctx, users, via: str) -> dict:
+    """Control strings drawn, and their portal checkwords hashed, before the write lock (the
+    hash is slow): user id -> (control string, Bitrix hash). Only links of write-back accounts."""
+    if via == "sms":
+        return {}
+    out = {}
+    for user in users:
+        if user is not None and writeback.enabled(ctx, user):
+            secret = secret_codec.new_control_string()
+            out[user["id"]] = (secret, writeback.checkword_hash(ctx, secret))
+    return out
+
+
 def create(ctx: Ctx, conn, user, *, via: str, ttl: int | None, purpose: str = "recovery",
            address: str | None = None, force: bool = False, action: str = "token.issue",
-           throttle: bool = True) -> Issued:
-    """Issue a control string inside the caller's transaction and queue its message."""
+           throttle: bool = True, prepared: dict | None = None) -> Issued:
+    """Issue a control string inside the caller's transaction and queue its message (and, for a
+    link with write-back on, the portal's CHECKWORD: see `prepare`)."""
+    require_in_portal(user)
     refuse_external(user)
     if user["blocked"]:
         raise B24Error("blocked", f"the account {user['login']} is blocked; blocked accounts get no control strings")
@@ -90,13 +106,25 @@ def create(ctx: Ctx, conn, user, *, via: str, ttl: int | None, purpose: str = "r
     kind = "code" if via == "sms" else "link"
     t = ctx.settings.tokens
     ttl = ttl if ttl is not None else (t.code_ttl if kind == "code" else t.link_ttl)
-    secret = secret_codec.new_code() if kind == "code" else secret_codec.new_control_string()
+    portal_write = kind == "link" and writeback.enabled(ctx, user)
+    ready = (prepared or {}).get(user["id"]) if portal_write else None
+    if portal_write:
+        ttl = writeback.link_ttl(ctx, conn, user, ttl)
+        if ready is None:  # the account was not known before the lock (rare): hash it here
+            secret = secret_codec.new_control_string()
+            ready = (secret, writeback.checkword_hash(ctx, secret))
+    if ready is not None:
+        secret = ready[0]
+    else:
+        secret = secret_codec.new_code() if kind == "code" else secret_codec.new_control_string()
     now = ctx.now()
     superseded = token_store.supersede_active(conn, user["id"], now)
     token_id = token_store.insert(
         conn, user_id=user["id"], kind=kind, channel=channel, purpose=purpose, address=address,
         secret_hash=secret_codec.digest(kind, secret, user["id"], ctx.key()), now=now, expires_at=now + ttl,
     )
+    if portal_write:
+        writeback.queue(ctx, conn, user, "checkword", {"checkword": ready[1], "control_string_id": token_id})
     message_id = None
     if via in ("email", "sms"):
         if purpose == "link":
@@ -131,9 +159,12 @@ def issue(ctx: Ctx, login: str, via: str, ttl: int | None = None, force: bool = 
         raise B24Error("usage", f"--via must be one of {', '.join(VIA)}")
     if ttl is not None and not 0 < ttl <= 30 * 86400:
         raise B24Error("usage", "--ttl must be between 1 s and 30 d")
+    user = writeback.reconcile(ctx, get_user(ctx.store.conn, login))
+    prepared = prepare(ctx, [user], via)
     with ctx.store.write() as conn:
         user = get_user(conn, login)
-        issued = create(ctx, conn, user, via=via, ttl=ttl, force=force)
+        issued = create(ctx, conn, user, via=via, ttl=ttl, force=force, prepared=prepared)
+    writeback.flush()  # the portal's CHECKWORD first, so the link works when the message arrives
     finish_delivery(ctx, issued)
     if issued.link:
         issued.view["link"] = issued.link
@@ -183,16 +214,21 @@ def accept_request(ctx: Ctx, identifier: str) -> tuple[dict, list[int]]:
     except B24Error:
         identifier = None
     issued = []
+    # Before the lock: the portal re-read and the checkwords' hashes of the accounts it names.
+    ahead, ahead_channel = _resolve_identifier(ctx, ctx.store.conn, identifier) if identifier else ([], "email")
+    prepared = prepare(ctx, [writeback.reconcile(ctx, u) for u in ahead], ahead_channel)
     with ctx.store.write() as conn:
         users, channel = _resolve_identifier(ctx, conn, identifier) if identifier else ([], "email")
         for user in users or [None]:
             try:
                 if user is None:
                     raise B24Error("not_found", "no account matches")
-                issued.append(create(ctx, conn, user, via=channel, ttl=None, action="token.request"))
+                issued.append(create(ctx, conn, user, via=channel, ttl=None, action="token.request",
+                                     prepared=prepared))
             except B24Error as exc:
                 ctx.audit(conn, "token.request.refused", user["login"] if user else None, reason=exc.code,
                           channel=channel, identifier=(identifier or "")[:320])
+    writeback.flush()  # the portal's CHECKWORD first, so the link works when the message arrives
     messages = [one.message_id for one in issued if one.message_id is not None]
     return {"status": "accepted", "message": UNIFORM_ANSWER}, messages
 
@@ -201,6 +237,9 @@ def revoke(ctx: Ctx, login: str, reason: str | None = None) -> dict:
     reason = ids.clean_text(reason or "", "the reason", max_len=500) or "revoked by operator"
     with ctx.store.write() as conn:
         user = get_user(conn, login)
+        active = token_store.active(conn, user["id"])
+        if active is not None and writeback.enabled(ctx, user):
+            writeback.clear_checkword_of(ctx, conn, user, active["id"])
         count = token_store.revoke_active(conn, user["id"], ctx.now(), reason)
         failures = guessing.reset(ctx, conn, user)
         ctx.audit(conn, "token.revoke", user["login"], revoked=count, reason=reason, failures_reset=failures)
@@ -237,7 +276,7 @@ def check(ctx: Ctx, login: str, secret: str) -> dict:
     wrong one given to `redeem` (a try of the active code, the failure budget), and a login that
     matches no account answers as a real one with a wrong string. Every check is audited."""
     conn = ctx.store.conn
-    user = account_for(conn, login)
+    user = writeback.reconcile(ctx, account_for(conn, login))
     row = None if guessing.is_paused(ctx, conn, user, login) else find(ctx, conn, user, secret)
     if row is None:
         raise guessing.refuse(ctx, user, login, None, secret, "token.check.failed")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-# Statuses a sender may take a message from; 'sending' only once its lease has ended.
-CLAIMABLE = "(status IN ('queued', 'failed') OR (status = 'sending' AND lease_until <= :now))"
+from . import leases
+from .leases import CLAIMABLE  # noqa: F401  (re-exported: the outbox's claimable statuses)
 
 
 def insert(conn, *, user_id: int | None, token_id: int | None, channel: str, template: str, lang: str,
@@ -30,50 +30,30 @@ def claim(conn, message_id: int, *, owner: str, now: int, lease: int, host: str)
     store's identity (64 random bits are plenty and keep the header on one line), so every retry
     of the message carries the same one.
     """
-    cur = conn.execute(
-        "UPDATE outbox SET status = 'sending', lease_owner = :owner, lease_until = :until,"
-        " attempts = attempts + 1, last_attempt_at = :now,"
-        " message_id = coalesce(message_id, 'b24recover.' || id || '.'"
-        "   || (SELECT substr(uid, 1, 16) FROM store_identity WHERE id = 1) || '@' || :host)"
-        f" WHERE id = :id AND {CLAIMABLE}",
-        {"owner": owner, "until": now + lease, "now": now, "host": host, "id": message_id},
-    )
-    return cur.rowcount == 1
+    return leases.claim(
+        conn, "outbox", message_id, owner=owner, now=now, lease=lease, params={"host": host},
+        also_set="message_id = coalesce(message_id, 'b24recover.' || id || '.'"
+                 " || (SELECT substr(uid, 1, 16) FROM store_identity WHERE id = 1) || '@' || :host)")
 
 
 def mark_sent(conn, message_id: int, owner: str, now: int) -> bool:
     """Record the delivery; only the claimant may (False: it lost the message to another sender)."""
-    cur = conn.execute(
-        "UPDATE outbox SET status = 'sent', sent_at = ?, error = NULL, sealed = NULL, lease_owner = NULL,"
-        " lease_until = NULL WHERE id = ? AND status = 'sending' AND lease_owner = ?",
-        (now, message_id, owner),
-    )
-    return cur.rowcount == 1
+    return leases.finish(conn, "outbox", message_id, owner, "sent", sent_at=now, error=None, sealed=None)
 
 
 def mark_failed(conn, message_id: int, owner: str, error: str) -> bool:
     """Record a failed attempt for a later retry; only the claimant may."""
-    cur = conn.execute(
-        "UPDATE outbox SET status = 'failed', error = ?, lease_owner = NULL, lease_until = NULL"
-        " WHERE id = ? AND status = 'sending' AND lease_owner = ?",
-        (error[:500], message_id, owner),
-    )
-    return cur.rowcount == 1
+    return leases.finish(conn, "outbox", message_id, owner, "failed", error=error[:500])
 
 
 def cancel(conn, message_id: int, owner: str, reason: str) -> bool:
     """Cancel a claimed message whose control string ended before it went out; only the claimant may."""
-    cur = conn.execute(
-        "UPDATE outbox SET status = 'cancelled', sealed = NULL, error = ?, lease_owner = NULL, lease_until = NULL"
-        " WHERE id = ? AND status = 'sending' AND lease_owner = ?",
-        (reason, message_id, owner),
-    )
-    return cur.rowcount == 1
+    return leases.finish(conn, "outbox", message_id, owner, "cancelled", sealed=None, error=reason)
 
 
 def pending_ids(conn, now: int) -> list[int]:
     """Messages a sender could claim now (queued, failed, or sending with an ended lease)."""
-    return [r[0] for r in conn.execute(f"SELECT id FROM outbox WHERE {CLAIMABLE} ORDER BY id", {"now": now})]
+    return leases.claimable_ids(conn, "outbox", now)
 
 
 def listing(conn, status: str | None, limit: int):

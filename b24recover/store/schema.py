@@ -258,6 +258,88 @@ CREATE TABLE audit_head (
 );
 """,
     ),
+    (
+        "0007_portal_sync",
+        """
+-- `portal sync` (SPEC §6): one row holding where the next read starts. It is written in the
+-- same transaction as each batch of accounts, so a sync killed at any point resumes exactly.
+CREATE TABLE portal_sync_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    cursor_ts TEXT,              -- (TIMESTAMP_X, ID) of the newest row applied by a finished run
+    cursor_id INTEGER,
+    horizon TEXT,                -- the portal's clock when that run began (rows near it are re-read)
+    run_id INTEGER NOT NULL DEFAULT 0,  -- counts runs; refused rows name the run that refused them
+    run_mode TEXT CHECK (run_mode IN ('full', 'incremental')),  -- a run in progress; NULL when none
+    run_started_at INTEGER,
+    run_horizon TEXT,
+    run_after_ts TEXT,           -- where the run in progress resumes: (TIMESTAMP_X, ID), or ID for full
+    run_after_id INTEGER,
+    run_max_ts TEXT,             -- the newest (TIMESTAMP_X, ID) the run in progress has read
+    run_max_id INTEGER,
+    run_counts TEXT NOT NULL DEFAULT '{}',
+    last_sync_at INTEGER,
+    last_full_at INTEGER,
+    email_unique INTEGER,        -- the portal's new_user_email_uniq_check at the last run (NULL: unset)
+    engine TEXT,
+    version TEXT
+);
+-- What the last read of each portal account saw. `fields` holds a short digest per field (never
+-- the values; "v1:" + 16 hex digits per field, services/portal_sync.FIELDS order), so a later
+-- read can tell which fields the portal changed since.
+CREATE TABLE portal_accounts (
+    user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+    timestamp_x TEXT,
+    digest TEXT NOT NULL,
+    fields TEXT NOT NULL DEFAULT '',
+    checkword_timeout INTEGER,   -- minutes: the shortest of the user's groups (NULL: Bitrix's default)
+    policy TEXT NOT NULL DEFAULT '{}'  -- the strictest password rules of the user's groups
+);
+-- Portal rows that could not become accounts, with the reason; kept until a read accepts them.
+-- A 'conflict' (an identifier held by another account) is retried at the end of every run, as
+-- a later row may free it; a 'data' refusal waits until the portal row changes.
+CREATE TABLE portal_refused (
+    portal_id INTEGER PRIMARY KEY,
+    login TEXT,
+    reason TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('data', 'conflict')),
+    run_id INTEGER NOT NULL,
+    at INTEGER NOT NULL
+);
+""",
+    ),
+    (
+        "0008_portal_writes",
+        """
+-- Write-backs to the portal (SPEC §6): queued in the same transaction as the local change,
+-- applied after the commit by a claimant holding a lease (store/leases.py), retried by
+-- `portal push`. `payload` holds Bitrix hashes and flags, never a clear password or checkword.
+CREATE TABLE portal_writes (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER REFERENCES users(id) ON DELETE SET NULL,
+    portal_id INTEGER NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('password', 'checkword', 'blocked', 'email', 'clear_checkword')),
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'sending', 'failed', 'done')),
+    lease_owner TEXT,
+    lease_until INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_attempt_at INTEGER,
+    error TEXT,
+    created_at INTEGER NOT NULL,
+    done_at INTEGER
+);
+CREATE INDEX portal_writes_open ON portal_writes(portal_id, id) WHERE status != 'done';
+-- The CHECKWORD b24recover last wrote for an account (a SHA-256 of the stored Bitrix hash, not
+-- the hash): a portal row holding anything else means the portal wrote its own since.
+CREATE TABLE portal_checkwords (
+    user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+    digest TEXT NOT NULL,
+    control_string_id INTEGER,
+    written_at INTEGER NOT NULL,
+    superseded_at INTEGER
+);
+""",
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -54,6 +54,15 @@ def supersede_active(conn, user_id: int, now: int) -> int:
                        "superseded by a newer request before delivery")
 
 
+def supersede_by_portal(conn, token_id: int, now: int) -> int:
+    """The portal wrote its own, newer checkword: this control string no longer opens it."""
+    row = conn.execute("SELECT user_id FROM control_strings WHERE id = ? AND state = 'active'", (token_id,)).fetchone()
+    if row is None:
+        return 0
+    return _end_active(conn, row[0], now, "superseded", "portal_newer",
+                       "superseded by the portal's own message before delivery")
+
+
 def by_id(conn, token_id: int):
     return conn.execute("SELECT * FROM control_strings WHERE id = ?", (token_id,)).fetchone()
 
