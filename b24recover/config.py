@@ -96,7 +96,8 @@ class Settings:
     accounts: AccountSettings = field(default_factory=AccountSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     portal: PortalSettings = field(default_factory=PortalSettings)
-    db_path: Path = Path("b24recover.db")
+    db_path: Path = Path("b24recover.db")  # or a store.url.StoreURL for a PostgreSQL store
+    config_file: Path | None = None  # the config file read, if any
 
     @property
     def sender(self) -> str:
@@ -106,14 +107,24 @@ class Settings:
         return f"no-reply@{host}"
 
     @property
+    def local_base(self) -> str:
+        """What the key file and the outbox are named after: `<store path>` for SQLite; for a
+        PostgreSQL store (no local file) `b24recover-<dbname>` beside the config file, so every
+        node configured from the same folder finds the same key."""
+        if getattr(self.db_path, "engine", None) != "postgresql":
+            return str(self.db_path)
+        folder = self.config_file.parent if self.config_file is not None else Path(".")
+        return str(folder / f"b24recover-{self.db_path.dbname}")
+
+    @property
     def outbox_dir(self) -> Path:
         if self.mail.outbox_dir:
             return Path(self.mail.outbox_dir)
-        return Path(str(self.db_path) + ".outbox")
+        return Path(self.local_base + ".outbox")
 
     @property
     def key_path(self) -> Path:
-        return Path(str(self.db_path) + ".key")
+        return Path(self.local_base + ".key")
 
 
 _SECTIONS = (TokenSettings, PolicySettings, MailSettings, SmsSettings, AccountSettings, AuditSettings, PortalSettings)
@@ -148,13 +159,16 @@ def _fill(obj, table: dict, where: str) -> None:
 
 def load_settings(config_path: str | None, db_path: str) -> Settings:
     """Read the config; a path given explicitly must exist, the default one is optional."""
-    settings = Settings(db_path=Path(db_path))
+    from .store.url import location
+
+    settings = Settings(db_path=location(db_path))
     explicit = config_path is not None
     path = Path(config_path) if explicit else Path("b24recover.toml")
     if not path.exists():
         if explicit:
             raise B24Error("config_invalid", f"config file {path} does not exist")
         return settings
+    settings.config_file = path
     import tomllib
 
     try:
