@@ -31,7 +31,8 @@ def stale_counts(conn, cutoff: int) -> tuple[dict[str, int], int]:
     counts, held = {}, 0
     for state in STATES:
         row = conn.execute(
-            f"SELECT count(*), coalesce(sum({_HELD}), 0) FROM control_strings c WHERE {_stale(state)}",
+            f"SELECT count(*), coalesce(sum(CASE WHEN {_HELD} THEN 1 ELSE 0 END), 0) FROM control_strings c"
+            f" WHERE {_stale(state)}",
             {"state": state, "cutoff": cutoff},
         ).fetchone()
         counts[state] = row[0] - row[1]
