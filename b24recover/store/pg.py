@@ -104,6 +104,10 @@ class Connection:
         cur = self.raw.cursor(cursor_factory=psycopg2.extras.DictCursor)
         try:
             cur.execute(_pg_sql(sql, named), params if named else tuple(params))
+        except ValueError as exc:  # psycopg2 refuses NUL in a string before sending it
+            if "NUL" not in str(exc):
+                raise
+            raise B24Error("invalid_input", "a value holds a NUL byte, which the store does not keep") from None
         except psycopg2.IntegrityError:
             raise
         except psycopg2.Error as exc:
