@@ -22,7 +22,6 @@ from contextlib import contextmanager
 import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
-import psycopg2.extras
 
 from ..errors import B24Error
 from .url import StoreURL
@@ -90,6 +89,41 @@ def _pg_sql(sql: str, named: bool) -> str:
     return out
 
 
+class Row(list):
+    """A row by index and by name, like sqlite3.Row (psycopg2.extras' DictRow costs ~10 ms of
+    imports, logging among them, on every start)."""
+
+    __slots__ = ("_index",)
+
+    def __init__(self, values, index: dict):
+        super().__init__(values)
+        self._index = index
+
+    def __getitem__(self, key):
+        return super().__getitem__(self._index[key] if isinstance(key, str) else key)
+
+    def keys(self):
+        return list(self._index)
+
+
+class Cursor(psycopg2.extensions.cursor):
+    def _names(self) -> dict:
+        return {d[0]: i for i, d in enumerate(self.description or ())}
+
+    def fetchone(self):
+        row = super().fetchone()
+        return None if row is None else Row(row, self._names())
+
+    def fetchall(self):
+        names = self._names()
+        return [Row(r, names) for r in super().fetchall()]
+
+    def __iter__(self):
+        names = self._names()
+        while (row := super().fetchone()) is not None:
+            yield Row(row, names)
+
+
 class Connection:
     """What the store modules call `conn`: the sqlite3.Connection methods they use, on psycopg2."""
 
@@ -99,9 +133,9 @@ class Connection:
         self.raw, self.name = raw, name
 
     def execute(self, sql: str, params=()):
-        """A cursor whose rows work by index and by name (psycopg2's DictRow), like sqlite3.Row."""
+        """A cursor whose rows work by index and by name, like sqlite3.Row."""
         named = isinstance(params, dict)
-        cur = self.raw.cursor(cursor_factory=psycopg2.extras.DictCursor)
+        cur = self.raw.cursor(cursor_factory=Cursor)
         try:
             cur.execute(_pg_sql(sql, named), params if named else tuple(params))
         except ValueError as exc:  # psycopg2 refuses NUL in a string before sending it
@@ -115,6 +149,8 @@ class Connection:
         return cur
 
     def executemany(self, sql: str, rows):
+        import psycopg2.extras  # only `user import` batches rows this way
+
         cur = self.raw.cursor()
         try:
             psycopg2.extras.execute_batch(cur, _pg_sql(sql, False), [tuple(r) for r in rows], page_size=1000)
