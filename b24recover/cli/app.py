@@ -31,7 +31,7 @@ def _version(value: bool):
 
 def root(
     ctx: typer.Context,
-    db: str = typer.Option("b24recover.db", "--db", envvar="B24RECOVER_DB", help="The SQLite store."),
+    db: str = typer.Option("b24recover.db", "--db", envvar="B24RECOVER_DB", help="The SQLite store, or postgresql://USER@HOST[:PORT]/DBNAME (password from PGPASSWORD or ~/.pgpass)."),
     config: Optional[str] = typer.Option(None, "--config", envvar="B24RECOVER_CONFIG",
                                          help="TOML config (default ./b24recover.toml when it exists)."),
     actor: Optional[str] = typer.Option(None, "--actor", help="Who is acting, for the audit trail "
