@@ -135,6 +135,7 @@ def main() -> None:
             c.log(f"{len(cases)} cases x ({warmup} warm-up + {runs} measured) rounds, interleaved")
             samples = c.interleave(cases, runs, warmup, log=c.log)
             results = {name: c.stats(samples[name]) for name, _ in cases}
+            load = os.getloadavg()
             for name, fn in cases:  # one more run each, wrapped by time(1), for peak memory only
                 results[name]["peak_rss_mib"] = round(fn(0, rss=True).max_rss_kb / 1024, 1)
         finally:
@@ -142,19 +143,26 @@ def main() -> None:
                 drop_pg(url)
 
     med = {name: r["median_ms"] for name, r in results.items()}
+    cpu = {name: r["cpu_median_ms"] for name, r in results.items()}
     ratios, checks = {}, []
     for kind in ("email", "phone"):
         pg, lite, floor = names[kind, "pg"], names[kind, "sqlite"], names[kind, "floor"]
         ratios[f"{kind}: PostgreSQL / SQLite lookup"] = c.ratio(med[pg], med[lite])
         ratios[f"{kind}: PostgreSQL lookup / psycopg2 floor"] = c.ratio(med[pg], med[floor])
         ratios[f"{kind}: PostgreSQL lookup - floor (ms)"] = round(med[pg] - med[floor], 1)
+        # CPU time of the client, which other load on the machine cannot inflate (the server's
+        # backend runs in its own process and is not in it).
+        ratios[f"{kind}: PostgreSQL / SQLite lookup, cpu"] = c.ratio(cpu[pg], cpu[lite])
+        ratios[f"{kind}: PostgreSQL lookup / psycopg2 floor, cpu"] = c.ratio(cpu[pg], cpu[floor])
         checks.append(c.check(f"lookup {kind}: PostgreSQL / SQLite", ratios[f"{kind}: PostgreSQL / SQLite lookup"],
                               LIMIT_VS_SQLITE, "x", f"{med[pg]:.1f} / {med[lite]:.1f} ms"))
     c.print_timings(f"lookup --json as whole processes; {runs} interleaved runs (+{warmup} warm-up) each", results)
     c.table("Ratios", ["ratio", "value"], [[k, v] for k, v in ratios.items()])
     c.print_checks(checks)
+    print(f"load average before {c.START_LOAD[0]:.1f}, after {load[0]:.1f} (2 cores are shared: wall times inflate with it)")
     c.write_report("pg_lookup", {
-        "params": {"accounts": n, "runs": runs, "warmup": warmup, "quick": args.quick, "build_seconds": build},
+        "params": {"accounts": n, "runs": runs, "warmup": warmup, "quick": args.quick, "build_seconds": build,
+                   "load_before": c.START_LOAD, "load_after": load},
         "measurements": results, "floor_code": FLOOR, "ratios": ratios, "checks": checks,
         "pass": all(ch["pass"] for ch in checks),
     }, quick=args.quick)
