@@ -68,7 +68,6 @@ SQLITE_ONLY = {
     # rewritten through the store connection.
     "test_audit": "checks rows and triggers with sqlite3",
     "test_errors": "damages the store file",
-    "test_import": "checks rows with sqlite3",
     "test_purge_concurrency": "SQLite busy-timeout and WAL behaviour (PostgreSQL: test_pgstore_race)",
     "test_store": "store file modes, symlinks, PRAGMAs (PostgreSQL: test_pgstore)",
 }
@@ -81,6 +80,7 @@ SQLITE_ONLY_TESTS = {
     "test_secrets_never_reach_the_database": "greps the store's files",
     "test_policy_refusal_is_audited_and_keeps_the_control_string": "json_extract in its own query",
     "test_kill_9_leaves_the_store_consistent_and_a_rerun_completes": "PRAGMA integrity_check",
+    "test_sigkill_leaves_whole_batches_and_a_rerun_completes": "reads the file read-only; PRAGMA integrity_check",
 }
 
 PG_SERVER = os.environ.get("B24RECOVER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -297,14 +297,17 @@ class _PgTestConn:
         return self
 
     def __exit__(self, *exc):
-        self.close()
+        pass  # as sqlite3: a `with` block ends a transaction, not the connection
 
 
-def connect_db(db_path):
+def connect_db(db_path, rows_by_name: bool = False):
     """A connection to the test store behind the tool's back: sqlite3, or for a PostgreSQL URL
     the same calls (`?` placeholders, rows equal to tuples and readable by name) on PostgreSQL."""
     import sqlite3
 
     if str(db_path).startswith("postgresql://"):
         return _PgTestConn(db_path)
-    return sqlite3.connect(db_path)
+    conn = sqlite3.connect(db_path)
+    if rows_by_name:
+        conn.row_factory = sqlite3.Row
+    return conn
