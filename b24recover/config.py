@@ -157,11 +157,18 @@ def _fill(obj, table: dict, where: str) -> None:
         setattr(obj, key, value)
 
 
+def _store_location(db: str):
+    """The SQLite file Path, or a store.url.StoreURL (imported only for a URL: start-up time)."""
+    if str(db)[:11].lower().startswith(("postgresql:", "postgres:")):
+        from .store.url import location
+
+        return location(db)
+    return db if isinstance(db, Path) else Path(db)
+
+
 def load_settings(config_path: str | None, db_path: str) -> Settings:
     """Read the config; a path given explicitly must exist, the default one is optional."""
-    from .store.url import location
-
-    settings = Settings(db_path=location(db_path))
+    settings = Settings(db_path=_store_location(db_path))
     explicit = config_path is not None
     path = Path(config_path) if explicit else Path("b24recover.toml")
     if not path.exists():

@@ -34,7 +34,10 @@ FLOOR = ("import psycopg2, sys\n"
 def _server():
     import psycopg2
 
-    conn = psycopg2.connect(SERVER)
+    try:
+        conn = psycopg2.connect(SERVER)
+    except psycopg2.OperationalError as exc:
+        raise SystemExit(f"no PostgreSQL server at {SERVER}: {str(exc).strip().splitlines()[0]}") from None
     conn.autocommit = True
     return conn
 

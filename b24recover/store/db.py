@@ -133,9 +133,10 @@ def _configure(conn: sqlite3.Connection) -> sqlite3.Connection:
 
 def open_store(path: str | Path) -> Store:
     """Open an initialised store at the schema this tool knows, or explain why not."""
-    from .url import location
+    if not isinstance(path, Path):  # a str from a caller, or a StoreURL
+        from .url import location
 
-    path = location(path)
+        path = location(path)
     if getattr(path, "engine", None) == "postgresql":
         from . import pg
 
@@ -167,9 +168,10 @@ def open_store(path: str | Path) -> Store:
 
 def init_store(path: str | Path) -> tuple[Store, list[str]]:
     """Create or upgrade the store; safe when several processes run it at once."""
-    from .url import location
+    if not isinstance(path, Path):  # a str from a caller, or a StoreURL
+        from .url import location
 
-    path = location(path)
+        path = location(path)
     if getattr(path, "engine", None) == "postgresql":
         from . import pg
 
