@@ -81,6 +81,8 @@ SQLITE_ONLY_TESTS = {
     "test_policy_refusal_is_audited_and_keeps_the_control_string": "json_extract in its own query",
     "test_kill_9_leaves_the_store_consistent_and_a_rerun_completes": "PRAGMA integrity_check",
     "test_sigkill_leaves_whole_batches_and_a_rerun_completes": "reads the file read-only; PRAGMA integrity_check",
+    "test_seen_table_keeps_the_first_line_of_each_hash": "looks in temp.sqlite_master",
+    "test_cache_size_round_trip": "PRAGMA cache_size (PostgreSQL has none per client)",
 }
 
 PG_SERVER = os.environ.get("B24RECOVER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
