@@ -72,6 +72,9 @@ SQLITE_ONLY = {
     "test_store": "store file modes, symlinks, PRAGMAs (PostgreSQL: test_pgstore)",
 }
 
+# Store-level files that build their stores without `db_path`, so they run on SQLite only too:
+# test_fast_path (one module-wide store), test_token_state_machine (a store per hypothesis example).
+
 # Single tests of files that otherwise run on both engines.
 SQLITE_ONLY_TESTS = {
     "test_policy_show_text_without_a_store": "checks that no store file appears",

@@ -85,3 +85,34 @@ def test_eight_nodes_redeem_one_control_string_one_winner_each_round(pg_only, pr
     tokens = proc("token", "list", "anna", "--state", "all", "--json").json["control_strings"]
     assert sum(1 for t in tokens if t["state"] == "used") == ROUNDS
     assert proc("audit", "log", "--verify").exit_code == 0
+
+
+def test_eight_nodes_requesting_for_one_account_send_one_message(pg_only, proc, db_path, config_path):
+    """The throttle reads then inserts: the store-wide write lock makes that one step across nodes."""
+    assert proc("init").exit_code == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("B24RECOVER_")}
+    with tempfile.TemporaryDirectory() as scratch:
+        for round_ in range(3):
+            login = f"anna{round_}"
+            add_user(proc, login, "--email", f"{login}@example.com")
+            start = time.time() + 0.8
+            children = []
+            for n in range(PROCESSES):
+                times = os.path.join(scratch, f"{round_}-{n}")
+                argv = [sys.executable, "-c", DRIVER, str(start), times, "--db", str(db_path),
+                        "--config", str(config_path), "token", "request", f"{login}@example.com", "--json"]
+                children.append((subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                                  cwd=ROOT, env=env), times))
+            spans = []
+            for child, times in children:
+                assert child.wait(timeout=120) == 0, child.stderr.read()
+                child.stderr.close()
+                with open(times) as fh:
+                    spans.append(tuple(map(float, fh.read().split())))
+            assert max(s[0] for s in spans) < min(s[1] for s in spans) or \
+                sum(1 for s in spans if s[0] < spans[0][1] and s[1] > spans[0][0]) > 1, spans  # they overlapped
+            messages = [m for m in proc("outbox", "list", "--json").json["messages"]
+                        if m["recipient"] == f"{login}@example.com"]
+            assert len(messages) == 1, messages
+            tokens = proc("token", "list", login, "--state", "all", "--json").json["control_strings"]
+            assert len(tokens) == 1 and tokens[0]["state"] == "active"
