@@ -193,3 +193,46 @@ def test_a_sqlite_only_statement_without_a_variant_is_refused():
         "ALTER TABLE users ADD COLUMN seen BIGINT NOT NULL DEFAULT 0"
     with pytest.raises(ValueError, match="POSTGRESQL"):
         postgresql_sql("9999_x", "CREATE TRIGGER t AFTER INSERT ON users BEGIN SELECT 1; END;")
+
+
+def test_a_deadlock_with_a_foreign_session_is_retried_from_the_start(pg_only, store, db_path, monkeypatch):
+    """Store.transact runs the body again after PostgreSQL aborted it as a deadlock victim (a
+    foreign session holding locks); b24recover's own writers cannot deadlock each other."""
+    import threading
+
+    from b24recover.store.db import open_store
+
+    add_user(store, "anna")
+    # This process's connection detects deadlocks first, so it is the one PostgreSQL aborts.
+    monkeypatch.setenv("PGOPTIONS", os.environ["PGOPTIONS"] + " -c deadlock_timeout=100ms")
+    db = open_store(db_path)
+    foreign = _pg(db_path)
+    foreign.cursor().execute("SET deadlock_timeout = '10s'")
+    holding, attempts = threading.Event(), []
+
+    def other_session():
+        cur = foreign.cursor()
+        cur.execute("BEGIN")
+        cur.execute("SELECT pg_advisory_xact_lock(1001)")
+        holding.set()
+        cur.execute("SELECT pg_advisory_xact_lock(1002)")  # waits for the body, which waits for us
+        cur.execute("COMMIT")
+
+    def body(conn):
+        attempts.append(1)
+        if len(attempts) == 1:
+            conn.execute("SELECT pg_advisory_xact_lock(1002)")
+            thread.start()
+            holding.wait(10)
+            conn.execute("SELECT pg_advisory_xact_lock(1001)")  # deadlock: this one is aborted
+        conn.execute("UPDATE users SET name = 'retried' WHERE login = 'anna'")
+        return len(attempts)
+
+    thread = threading.Thread(target=other_session)
+    try:
+        assert db.transact(body) == 2
+    finally:
+        thread.join(10)
+        foreign.close()
+        db.close()
+    assert store("user", "show", "anna", "--json").json["name"] == "retried"
