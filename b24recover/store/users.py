@@ -53,14 +53,14 @@ def by_phone(conn, e164: str):
 
 # What splits words, the same on both engines: FTS5's unicode61 and the expression of the
 # PostgreSQL index users_names (store/schema.py) both cut at punctuation and spaces.
-_WORD = re.compile(r"[^\W_]+")
+_WORD = r"[^\W_]+"  # compiled on first use (re caches it), not at every start
 
 
 def by_name(conn, text: str, limit: int = 50):
     """Accounts where every word of `text` starts a word of login, name or last name, ignoring
     case and diacritics; best matches first. The words are the only input put into the search
     syntax, quoted, so nothing in `text` acts as FTS syntax."""
-    words = _WORD.findall(text)[:8]
+    words = re.findall(_WORD, text)[:8]
     if not words:
         return []
     if getattr(conn, "engine", "sqlite") == "postgresql":
