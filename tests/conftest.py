@@ -61,7 +61,20 @@ def config_path(tmp_path) -> Path:
 # a schema takes milliseconds, a database ~0.6 s). Without a server on 127.0.0.1 the PostgreSQL
 # runs skip with a one-line reason, and under CI=true they fail instead.
 
-# Test files that still run on SQLite only, and why (not silent: listed in the report header).
+# The test files that run on PostgreSQL too; every other file runs on SQLite only. An allowlist
+# because the features merged after the PostgreSQL store (Bitrix import, portal sync, outbox
+# leases, failure budget, safety checks, operator UX) are not yet verified on PostgreSQL: their
+# tests read the store behind the tool's back with sqlite3 or rely on SQLite behaviour (issue 12
+# continues). Add a file here once it passes with CI=true against a real server.
+POSTGRESQL_FILES = {
+    "test_pgstore",
+    "test_pgstore_race",
+    "test_tokens",
+    "test_smoke",
+    "test_link",
+}
+
+# Files that cannot run on PostgreSQL as written, and why (kept out of POSTGRESQL_FILES).
 SQLITE_ONLY = {
     # These read or damage the store file behind the tool's back with sqlite3 (rows, PRAGMAs,
     # sqlite_master, json_extract, file modes); their PostgreSQL runs need those checks
@@ -92,14 +105,15 @@ PG_SERVER = os.environ.get("B24RECOVER_TEST_PG", "postgresql://postgres@127.0.0.
 
 
 def pytest_report_header(config):
-    return ["SQLite-only test files (not yet on PostgreSQL): " + (", ".join(sorted(SQLITE_ONLY)) or "none"),
+    return ["Test files run on PostgreSQL too: " + ", ".join(sorted(POSTGRESQL_FILES)) + " (the others: SQLite only)",
             "SQLite-only tests: " + (", ".join(sorted(SQLITE_ONLY_TESTS)) or "none")]
 
 
 def pytest_generate_tests(metafunc):
     if "db_path" in metafunc.fixturenames:
         module = metafunc.module.__name__.rpartition(".")[2]
-        only = module in SQLITE_ONLY or metafunc.function.__name__ in SQLITE_ONLY_TESTS
+        only = (module not in POSTGRESQL_FILES or module in SQLITE_ONLY
+                or metafunc.function.__name__ in SQLITE_ONLY_TESTS)
         engines = ["sqlite"] if only else ["sqlite", "postgresql"]
         metafunc.parametrize("engine", engines, indirect=True)
 

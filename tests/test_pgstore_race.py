@@ -15,13 +15,15 @@ import pytest
 from conftest import ROOT, add_user
 from tokenhelp import link_parts
 
-# Imports first, then wait for the common start; record when main() began and ended.
+# Imports first, then a barrier: say ready, wait for the go file (a fixed start time was missed
+# by late processes on a loaded machine); record when main() began and ended.
 DRIVER = """
-import sys, time
+import os, sys, time
 from b24recover.__main__ import main
 import b24recover.store.pg, b24recover.cli.app  # noqa: F401  (loaded before the start line)
-start, times = float(sys.argv[1]), sys.argv[2]
-while time.time() < start:
+go, times = sys.argv[1], sys.argv[2]
+open(times + ".ready", "w").close()
+while not os.path.exists(go):
     time.sleep(0.0005)
 began = time.time()
 code = main(sys.argv[3:])
@@ -31,6 +33,15 @@ sys.exit(code)
 """
 
 PROCESSES, ROUNDS = 8, 40
+
+
+def _release(go: str, times: list[str]) -> None:
+    """The barrier: once every process has imported and said ready, create the go file."""
+    deadline = time.monotonic() + 120
+    while not all(os.path.exists(t + ".ready") for t in times):
+        assert time.monotonic() < deadline, "the processes never all got ready"
+        time.sleep(0.005)
+    open(go, "w").close()
 
 
 @pytest.fixture
@@ -49,11 +60,11 @@ def test_eight_nodes_redeem_one_control_string_one_winner_each_round(pg_only, pr
             issued = proc("token", "issue", "anna", "--via", "none", "--force", "--json")
             assert issued.exit_code == 0, issued.stderr
             secret = link_parts(issued.json["link"])[1]
-            start = time.time() + 0.8
+            go = os.path.join(scratch, f"go-{round_}")
             children = []
             for n in range(PROCESSES):
                 times = os.path.join(scratch, f"{round_}-{n}")
-                argv = [sys.executable, "-c", DRIVER, str(start), times, "--db", str(db_path),
+                argv = [sys.executable, "-c", DRIVER, go, times, "--db", str(db_path),
                         "--config", str(config_path), "redeem", "anna", "--control-string-stdin",
                         "--password-stdin", "--json"]
                 child = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -62,6 +73,7 @@ def test_eight_nodes_redeem_one_control_string_one_winner_each_round(pg_only, pr
                 child.stdin.write(f"{secret}\nrace passphrase {round_} {n}\n".encode())
                 child.stdin.close()
                 children.append((child, times))
+            _release(go, [times for _, times in children])
             results = []
             for child, times in children:
                 child.wait(timeout=120)
@@ -95,14 +107,15 @@ def test_eight_nodes_requesting_for_one_account_send_one_message(pg_only, proc, 
         for round_ in range(3):
             login = f"anna{round_}"
             add_user(proc, login, "--email", f"{login}@example.com")
-            start = time.time() + 0.8
+            go = os.path.join(scratch, f"go-{round_}")
             children = []
             for n in range(PROCESSES):
                 times = os.path.join(scratch, f"{round_}-{n}")
-                argv = [sys.executable, "-c", DRIVER, str(start), times, "--db", str(db_path),
+                argv = [sys.executable, "-c", DRIVER, go, times, "--db", str(db_path),
                         "--config", str(config_path), "token", "request", f"{login}@example.com", "--json"]
                 children.append((subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                                   cwd=ROOT, env=env), times))
+            _release(go, [times for _, times in children])
             spans = []
             for child, times in children:
                 assert child.wait(timeout=120) == 0, child.stderr.read()

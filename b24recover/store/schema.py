@@ -284,7 +284,7 @@ class PgVariant:
 
 
 # Keyed by migration name. A migration with only CREATE TABLE/INDEX and ALTER TABLE ADD COLUMN
-# needs no entry.
+# needs no entry; a Python step (STEPS) needs a `replace`.
 POSTGRESQL: dict[str, PgVariant] = {
     "0001_initial": PgVariant(extra="""
 -- Name search: words of login, name and last name, diacritics folded by unaccent, prefix-matched
@@ -307,6 +307,36 @@ CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
     FOR EACH ROW EXECUTE FUNCTION b24recover_append_only();
 CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
     FOR EACH STATEMENT EXECUTE FUNCTION b24recover_append_only();
+"""),
+    # SQLite rebuilds users (rebuild_users_for_bitrix); PostgreSQL drops the two UNIQUE
+    # constraints in place (their default names) and adds the columns.
+    "0003_bitrix_accounts": PgVariant(replace="""
+ALTER TABLE users ADD COLUMN portal_id BIGINT UNIQUE;
+ALTER TABLE users ADD COLUMN external TEXT;
+ALTER TABLE users ADD COLUMN profile_phone TEXT;
+ALTER TABLE users ADD COLUMN portal_synced_at BIGINT;
+ALTER TABLE users ADD COLUMN portal_gone BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE users DROP CONSTRAINT users_login_key_key;
+ALTER TABLE users DROP CONSTRAINT users_email_key_key;
+CREATE UNIQUE INDEX users_login ON users(login_key, coalesce(external, ''));
+CREATE INDEX users_email ON users(email_key) WHERE email_key IS NOT NULL;
+CREATE INDEX users_portal_synced ON users(portal_synced_at) WHERE portal_id IS NOT NULL;
+"""),
+    # SQLite rebuilds outbox to change its status CHECK; PostgreSQL replaces the constraint.
+    "0004_outbox_sending": PgVariant(replace="""
+ALTER TABLE outbox ADD COLUMN message_id TEXT;
+ALTER TABLE outbox ADD COLUMN lease_owner TEXT;
+ALTER TABLE outbox ADD COLUMN lease_until BIGINT;
+ALTER TABLE outbox DROP CONSTRAINT outbox_status_check;
+ALTER TABLE outbox ADD CONSTRAINT outbox_status_check
+    CHECK (status IN ('queued', 'sending', 'sent', 'failed', 'cancelled'));
+ALTER TABLE outbox ADD CONSTRAINT outbox_lease_check
+    CHECK ((status = 'sending') = (lease_owner IS NOT NULL AND lease_until IS NOT NULL));
+CREATE TABLE store_identity (
+    id BIGINT PRIMARY KEY CHECK (id = 1),
+    uid TEXT NOT NULL
+);
+INSERT INTO store_identity (id, uid) VALUES (1, md5(random()::text || clock_timestamp()::text));
 """),
 }
 
@@ -332,6 +362,9 @@ def postgresql_sql(name: str, sql: str) -> list[str]:
     variant = POSTGRESQL.get(name)
     if variant is not None and variant.replace is not None:
         return _split_pg(variant.replace)
+    if sql in STEPS:  # a step written in Python for SQLite: PostgreSQL needs its own form
+        raise ValueError(f"migration {name} is a SQLite step ({sql}); add POSTGRESQL[{name!r}] = "
+                         "PgVariant(replace=...) in store/schema.py")
     out = []
     for statement in _split(sql):
         translated = to_postgresql(statement)

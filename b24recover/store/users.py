@@ -50,7 +50,7 @@ def by_login_key(conn, key: str):
 
 def by_login(conn, key: str, external: str | None):
     """The account with exactly this (login, external id): the uniqueness key."""
-    return conn.execute("SELECT * FROM users WHERE login_key = ? AND ifnull(external, '') = ifnull(?, '')",
+    return conn.execute("SELECT * FROM users WHERE login_key = ? AND coalesce(external, '') = coalesce(?, '')",
                         (key, external)).fetchone()
 
 
@@ -59,7 +59,7 @@ def by_login_skeleton(conn, skeleton: str, exclude_id: int | None = None, extern
     the same directory (SPEC §4: logins are unique per login and external id)."""
     return conn.execute(
         "SELECT * FROM users WHERE login_skeleton = :skeleton AND id IS NOT :exclude"
-        " AND ifnull(external, '') = ifnull(:external, '') ORDER BY id LIMIT 1",
+        " AND coalesce(external, '') = coalesce(:external, '') ORDER BY id LIMIT 1",
         {"skeleton": skeleton, "exclude": exclude_id, "external": external},
     ).fetchone()
 
