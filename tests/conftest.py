@@ -55,7 +55,8 @@ def config_path(tmp_path) -> Path:
 
 # ---- the engine under test ----------------------------------------------------------------------
 #
-# Every test that uses `db_path` (and so `cli`, `store`, `proc`) runs once per engine: on SQLite
+# A test that uses `db_path` (and so `cli`, `store`, `proc`) in a POSTGRESQL_FILES file runs once
+# per engine (the others on SQLite only): on SQLite
 # with a file under tmp_path, on PostgreSQL with a URL whose database is shared by the session and
 # a schema of its own per test (PGOPTIONS puts it first on the search_path; creating and dropping
 # a schema takes milliseconds, a database ~0.6 s). Without a server on 127.0.0.1 the PostgreSQL
