@@ -20,17 +20,21 @@ CYRILLIC_64 = "пароль" * 10 + "абвг"  # 64 characters, 128 bytes
     (None, None), ("", None),
     ("$bcrypt-sha256$v=2,t=2b,r=4$" + "a" * 22 + "$" + "b" * 31, "bcrypt-sha256"),
     ("$2a$04$" + "a" * 53, "bcrypt"), ("$2b$04$" + "a" * 53, "bcrypt"), ("$2y$04$" + "a" * 53, "bcrypt"),
-    ("$2x$04$" + "a" * 53, "unknown"),
-    ("$6$salt$hash", "sha512-crypt"), ("$5$salt$hash", "unknown"),
+    # SPEC §4 (Bitrix's Password::equals): longer than 32 is salt + md5, the salt being everything
+    # but the last 32 characters (any length, any characters); md5 hex is lower-case; a $6$ value
+    # of 100 characters or fewer is not crypt.
+    ("$2x$04$" + "a" * 53, "md5-salted"),          # not bcrypt: 28 characters of salt + 32 hex
+    (sha512_crypt.using(rounds=5000, salt="s" * 16).hash("x"), "sha512-crypt"),
+    ("$6$salt$hash", "unknown"), ("$5$salt$hash", "unknown"),
     ("Ab3dEf9H" + HEX32, "md5-salted"),          # 8-character salt of any kind + 32 hex
-    ("zzzzzzzz" + HEX32.upper(), "md5-salted"),
+    ("zzzzzzzz" + HEX32.upper(), "unknown"),       # upper-case hex is not md5 to Bitrix
     ("Ab3dEf9H" + "z" + HEX32[1:], "unknown"),     # 40 characters, but the 9th is not hex
     ("Ab3dEf9H" + HEX32[:-1] + "g", "unknown"),
-    ("Ab3dEf9H" + HEX32 + "0", "unknown"),         # 41 characters
-    (HEX32, "md5"), (HEX32.upper(), "md5"), (HEX32[:-1] + "g", "unknown"), (HEX32[:-1], "unknown"),
+    ("Ab3dEf9H" + HEX32 + "0", "md5-salted"),      # 41 characters: a 9-character salt
+    (HEX32, "md5"), (HEX32.upper(), "unknown"), (HEX32[:-1] + "g", "unknown"), (HEX32[:-1], "unknown"),
     ("plain text", "unknown"),
-    # every one of the 22 hex characters, both cases: still hex (a subset, not a proper one)
-    ("0123456789abcdefABCDEF0123456789", "md5"), ("Ab3dEf9H0123456789abcdefABCDEF0123456789", "md5-salted"),
+    # one upper-case hex character is enough to make it no md5
+    ("0123456789abcdefABCDEF0123456789", "unknown"), ("Ab3dEf9H0123456789abcdefABCDEF0123456789", "unknown"),
 ])
 def test_scheme_of(stored, scheme):
     assert pw.scheme_of(stored) == scheme
@@ -75,11 +79,14 @@ def test_a_malformed_sha512_crypt_hash_verifies_nothing():
     assert pw.verify_password("old password", "$6$rounds=abc$salt$" + "x" * 86) is False
 
 
-def test_md5_schemes_compare_in_any_hex_case():
-    salted = "Ab3dEf9H" + hashlib.md5(b"Ab3dEf9Hold password").hexdigest().upper()
+def test_md5_schemes_are_lower_case_hex_only():
+    # SPEC §4: md5 hex is lower-case (as Bitrix compares it); an upper-case digest verifies nothing.
+    salted = "Ab3dEf9H" + hashlib.md5(b"Ab3dEf9Hold password").hexdigest()
     assert pw.verify_password("old password", salted)
     assert not pw.verify_password("old passwore", salted)
-    plain = hashlib.md5("старый".encode()).hexdigest().upper()
+    assert not pw.verify_password("old password", salted[:8] + salted[8:].upper())
+    plain = hashlib.md5("старый".encode()).hexdigest()
     assert pw.verify_password("старый", plain)
     assert not pw.verify_password("старый!", plain)
+    assert not pw.verify_password("старый", plain.upper())
     assert pw.verify_password("anything", None) is False and pw.verify_password("anything", "nonsense") is False
