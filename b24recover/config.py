@@ -97,7 +97,7 @@ class Settings:
     accounts: AccountSettings = field(default_factory=AccountSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     portal: PortalSettings = field(default_factory=PortalSettings)
-    db_path: Path = Path("b24recover.db")
+    db_path: Path = Path("b24recover.db")  # or a store.url.StoreURL for a PostgreSQL store
     # '<section>.<key>' -> 'file:line' for every value the config file set (`config show`).
     sources: dict = field(default_factory=dict, repr=False, compare=False)
     config_file: Path | None = field(default=None, repr=False, compare=False)
@@ -111,14 +111,24 @@ class Settings:
         return f"no-reply@{host}"
 
     @property
+    def local_base(self) -> str:
+        """What the key file and the outbox are named after: `<store path>` for SQLite; for a
+        PostgreSQL store (no local file) `b24recover-<dbname>` beside the config file, so every
+        node configured from the same folder finds the same key."""
+        if getattr(self.db_path, "engine", None) != "postgresql":
+            return str(self.db_path)
+        folder = self.config_file.parent if self.config_file is not None else Path(".")
+        return str(folder / f"b24recover-{self.db_path.dbname}")
+
+    @property
     def outbox_dir(self) -> Path:
         if self.mail.outbox_dir:
             return Path(self.mail.outbox_dir)
-        return Path(str(self.db_path) + ".outbox")
+        return Path(self.local_base + ".outbox")
 
     @property
     def key_path(self) -> Path:
-        return Path(str(self.db_path) + ".key")
+        return Path(self.local_base + ".key")
 
 
 _SECTIONS = (TokenSettings, PolicySettings, MailSettings, SmsSettings, AccountSettings, AuditSettings, PortalSettings)
@@ -230,9 +240,18 @@ CONFIG_HINT = ("Fix that line; 'b24recover config show --defaults' lists every k
                "(docs/reference.md describes them).")
 
 
+def _store_location(db: str):
+    """The SQLite file Path, or a store.url.StoreURL (imported only for a URL: start-up time)."""
+    if str(db)[:11].lower().startswith(("postgresql:", "postgres:")):
+        from .store.url import location
+
+        return location(db)
+    return db if isinstance(db, Path) else Path(db)
+
+
 def load_settings(config_path: str | None, db_path: str) -> Settings:
     """Read the config (SPEC §2 discovery); a path given explicitly must exist, found ones are optional."""
-    settings = Settings(db_path=Path(db_path))
+    settings = Settings(db_path=_store_location(db_path))
     path, how = find_config(config_path)
     settings.config_file, settings.config_how = path, how
     if path is None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GOOD_PASSWORD, ROOT, add_user
+from conftest import GOOD_PASSWORD, ROOT, add_user, connect_db
 from b24recover.config import load_settings
 from b24recover.services import bulk
 from b24recover.services.context import Ctx
@@ -30,7 +30,7 @@ from tokenhelp import last_link, link_parts, mails, outbox_dir
 
 
 def users_table(db_path) -> dict:
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     conn.row_factory = sqlite3.Row
     return {r["login"]: dict(r) for r in conn.execute("SELECT * FROM users")}
 
@@ -57,7 +57,7 @@ def bulk_cs(cli, source, *extra, input=None):
 
 
 def audit(db_path, action):
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     return [(login, json.loads(d)) for login, d in
             conn.execute("SELECT login, details FROM audit_log WHERE action = ? ORDER BY id", (action,))]
 
@@ -92,7 +92,7 @@ def test_temporary_passwords_go_only_into_the_out_file(people, db_path, tmp_path
         assert not violations(load_settings(None, str(db_path)).policy, password, login=login)
         assert password not in r.stdout and password not in r.stderr
     assert verify_password(GOOD_PASSWORD, users["dmitri"]["password_hash"])
-    stored = "\n".join(sqlite3.connect(db_path).iterdump())
+    stored = "\n".join(connect_db(db_path).iterdump())
     stored += "".join(p.read_bytes().decode("utf-8", "replace") for p in outbox_dir(db_path).rglob("*") if p.is_file())
     assert not any(password in stored for _, password in lines)
     # each account was told its password changed
@@ -340,7 +340,7 @@ def test_hashing_runs_in_worker_threads_never_during_a_chunk_write(sctx, monkeyp
 
 
 def mails_of(ctx) -> list:
-    return mails(ctx.settings.db_path)
+    return mails(ctx.settings.local_base)  # <store path>, or what a PostgreSQL store names its outbox after
 
 
 def test_progress_is_reported_per_chunk(sctx, tmp_path):
@@ -405,7 +405,7 @@ def test_kill_9_leaves_the_store_consistent_and_a_rerun_completes(store, db_path
     child.communicate()
     assert child.returncode == -signal.SIGKILL
 
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     done = {k for (k,) in conn.execute("SELECT login_key FROM bulk_items WHERE status = 'done'")}
     conn.close()
@@ -437,7 +437,7 @@ def test_kill_9_leaves_the_store_consistent_and_a_rerun_completes(store, db_path
     assert {login: users[login]["password_hash"] for login in done} == hashes_before
     per_login = [login for login, _ in audit(db_path, "bulk.reset") if login]
     assert sorted(per_login) == logins
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert conn.execute("SELECT count(*) FROM bulk_items WHERE status = 'done'").fetchone()[0] == len(logins)
     assert stat.S_IMODE(out.stat().st_mode) == 0o600

@@ -16,22 +16,22 @@ import typer.main
 from b24recover import __version__
 from b24recover.cli.app import app
 from b24recover.services.passwords import verify_password
-from conftest import GOOD_PASSWORD, ROOT, add_user
+from conftest import GOOD_PASSWORD, ROOT, add_user, connect_db
 
 TABLES = ("users", "social_identities", "pending_addresses", "control_strings", "outbox", "password_history",
           "audit_log")
 
 
 def snapshot(db_path) -> dict:
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     try:
-        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in TABLES}
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in TABLES}
     finally:
         conn.close()
 
 
 def stored_hash(db_path, login: str) -> str:
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     try:
         return conn.execute("SELECT password_hash FROM users WHERE login = ?", (login,)).fetchone()[0]
     finally:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import add_user
+from conftest import add_user, connect_db
 from b24recover.services.passwords import hash_password, scheme_of, verify_password
 
 ROUNDS = 4
@@ -117,7 +117,7 @@ def test_cyrillic_long_password_through_user_add_and_passwd(store, db_path):
     assert wrong.exit_code == 6 and wrong.error["code"] == "password_incorrect"
     right = store("passwd", "olga", "--password-stdin", "--json", input=f"{a}\n{b}\n")
     assert right.exit_code == 0, right.stderr
-    stored = sqlite3.connect(db_path).execute("SELECT password_hash FROM users").fetchone()[0]
+    stored = connect_db(db_path).execute("SELECT password_hash FROM users").fetchone()[0]
     assert verify_password(b, stored) and not verify_password(a, stored)
 
 
@@ -130,14 +130,14 @@ def test_emoji_password_through_reset(store, db_path):
     add_user(store, "emma")
     r = store("reset", "emma", "--password-stdin", "--json", input=a + "\n")
     assert r.exit_code == 0, r.stderr
-    stored = sqlite3.connect(db_path).execute("SELECT password_hash FROM users").fetchone()[0]
+    stored = connect_db(db_path).execute("SELECT password_hash FROM users").fetchone()[0]
     assert verify_password(a, stored) and not verify_password(b, stored)
 
 
 def test_nul_byte_passwords_are_refused_by_the_policy_not_cut(store, db_path):
     add_user(store, "nina")
-    before = sqlite3.connect(db_path).execute("SELECT password_hash FROM users").fetchone()[0]
+    before = connect_db(db_path).execute("SELECT password_hash FROM users").fetchone()[0]
     r = store("reset", "nina", "--password-stdin", "--json", input="a long enough pass\x00word\n")
     assert r.exit_code == 6 and r.error["code"] == "password_policy"
     assert "not_text" in [v["code"] for v in r.error["violations"]]
-    assert sqlite3.connect(db_path).execute("SELECT password_hash FROM users").fetchone()[0] == before
+    assert connect_db(db_path).execute("SELECT password_hash FROM users").fetchone()[0] == before

@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, add_user
+from conftest import ROOT, add_user, connect_db
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -51,10 +51,8 @@ def write(tmp_path: Path, name: str, text: str | bytes) -> str:
     return str(path)
 
 
-def db(db_path) -> sqlite3.Connection:
-    conn = sqlite3.connect(db_path)
-    conn.row_factory = sqlite3.Row
-    return conn
+def db(db_path):
+    return connect_db(db_path, rows_by_name=True)
 
 
 def logins(db_path) -> list[str]:

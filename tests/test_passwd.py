@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import GOOD_PASSWORD, add_user
+from conftest import GOOD_PASSWORD, add_user, connect_db
 from b24recover.cli.runtime import SecretInput
 from b24recover.services.passwords import scheme_of, verify_password
 from tokenhelp import mails
@@ -18,13 +18,13 @@ NEW = "a fresh passphrase for 2026"
 
 
 def row(db_path, login="anna"):
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     conn.row_factory = sqlite3.Row
     return conn.execute("SELECT * FROM users WHERE login = ?", (login,)).fetchone()
 
 
 def set_hash(db_path, stored: str, login="anna") -> None:
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     conn.execute("UPDATE users SET password_hash = ? WHERE login = ?", (stored, login))
     conn.commit()
     conn.close()
@@ -36,7 +36,7 @@ def passwd(cli, current, new=NEW, login="anna", *extra):
 
 def events(db_path, action):
     """Audit events straight from the store (the trail is append-only and hash-chained)."""
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     rows = conn.execute("SELECT actor, login, details FROM audit_log WHERE action = ? ORDER BY id", (action,))
     return [{"actor": a, "login": login, "details": json.loads(d)} for a, login, d in rows]
 
@@ -221,7 +221,7 @@ def test_no_secret_reaches_the_store_audit_or_output(store, db_path):
     add_user(store, "anna", "--email", "anna@example.com")
     wrong = passwd(store, "my wrong guess 1234")
     ok = passwd(store, GOOD_PASSWORD)
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     dump = "\n".join(conn.iterdump())
     audit = json.dumps(events(db_path, "passwd") + events(db_path, "passwd.failed"), ensure_ascii=False)
     for secret in ("my wrong guess 1234", GOOD_PASSWORD, NEW):

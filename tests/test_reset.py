@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GOOD_PASSWORD, add_user
+from conftest import GOOD_PASSWORD, add_user, connect_db
 from b24recover.cli.runtime import SecretInput
 from b24recover.config import PolicySettings, Settings
 from b24recover.services import admin
@@ -22,20 +22,20 @@ NEW = "the admin chose this one 77"
 
 
 def row(db_path, login="anna"):
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     conn.row_factory = sqlite3.Row
     return conn.execute("SELECT * FROM users WHERE login = ?", (login,)).fetchone()
 
 
 def events(db_path, action):
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     rows = conn.execute("SELECT actor, login, details FROM audit_log WHERE action = ? ORDER BY id", (action,))
     return [{"actor": a, "login": login, "details": json.loads(d)} for a, login, d in rows]
 
 
 def everything_stored(db_path) -> str:
     """The whole database and every outbox file, as text: where a secret must never be."""
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     try:
         texts = ["\n".join(conn.iterdump())]
     finally:

@@ -18,8 +18,8 @@ NOW = 1_790_000_000
 
 
 @pytest.fixture
-def db(tmp_path):
-    store, _ = init_store(tmp_path / "queries.db")
+def db(db_path):  # once per engine (conftest `engine`)
+    store, _ = init_store(db_path)
     yield store
     store.close()
 
@@ -106,7 +106,7 @@ def test_seen_table_keeps_the_first_line_of_each_hash(db):
 def test_seen_table_is_written_while_another_process_holds_the_write_lock(db, tmp_path):
     from b24recover.store.db import open_store
 
-    other = open_store(tmp_path / "queries.db")
+    other = open_store(db.path)
     import_store.open_seen(db.conn)
     with other.write():
         import_store.remember_seen(db.conn, [(1, 2)])

@@ -6,7 +6,7 @@ import hashlib
 import re
 import sqlite3
 
-from conftest import GOOD_PASSWORD, add_user
+from conftest import GOOD_PASSWORD, add_user, connect_db
 from tokenhelp import last_code, last_link, link_parts
 
 NEW_PASSWORD = "a brand new passphrase 42"
@@ -58,7 +58,7 @@ def test_redeem_sets_password_and_uses_the_control_string(store, db_path):
     assert again.exit_code == 6 and again.error["code"] == "control_string_used"
     # the new password is what `passwd` style verification would accept
     from b24recover.services.passwords import verify_password
-    row = sqlite3.connect(db_path).execute("SELECT password_hash, must_change_password FROM users").fetchone()
+    row = connect_db(db_path).execute("SELECT password_hash, must_change_password FROM users").fetchone()
     assert verify_password(NEW_PASSWORD, row[0]) and not verify_password(GOOD_PASSWORD, row[0])
 
 
@@ -116,7 +116,7 @@ def test_sms_code_dies_after_three_wrong_tries(store, db_path):
     assert redeem(store, "anna", wrong).error["code"] == "too_many_attempts"
     dead = redeem(store, "anna", code)
     assert dead.exit_code == 6 and dead.error["code"] == "too_many_attempts"
-    failures = sqlite3.connect(db_path).execute("SELECT failed_attempts FROM users").fetchone()[0]
+    failures = connect_db(db_path).execute("SELECT failed_attempts FROM users").fetchone()[0]
     assert failures == 3  # wrong codes count; presenting the dead code again is refused, not counted
 
 
@@ -136,7 +136,7 @@ def test_throttle_and_force(store, clock, db_path):
     assert r.exit_code == 7 and r.error["code"] == "throttled" and r.error["retry_after"]
     forced = store("token", "issue", "anna", "--via", "none", "--force", "--json")
     assert forced.exit_code == 0
-    forced_events = sqlite3.connect(db_path).execute(
+    forced_events = connect_db(db_path).execute(
         "SELECT count(*) FROM audit_log WHERE action = 'token.issue' AND details LIKE '%\"forced\":true%'").fetchone()[0]
     assert forced_events == 1
     for _ in range(8):
@@ -256,7 +256,7 @@ def test_policy_refusal_is_audited_and_keeps_the_control_string(store, db_path):
     add_user(store, "anna", "--email", "anna@example.com")
     secret = secret_of(issue_none(store))
     assert redeem(store, "anna", secret, "short").error["code"] == "password_policy"
-    codes = [row[0] for row in sqlite3.connect(db_path).execute(
+    codes = [row[0] for row in connect_db(db_path).execute(
         "SELECT json_extract(details, '$.code') FROM audit_log WHERE action = 'redeem.failed'")]
     assert codes == ["password_policy"]
     assert store("token", "check", "anna", "--control-string-stdin", input=secret + "\n").exit_code == 0

@@ -11,7 +11,7 @@ LINK = re.compile(r"https?://\S+USER_CHECKWORD=\S+")
 
 
 def outbox_dir(db_path: Path) -> Path:
-    return Path(str(db_path) + ".outbox")
+    return Path(getattr(db_path, "local_base", str(db_path)) + ".outbox")  # a PostgreSQL URL: see conftest
 
 
 _OUTBOX_ID = re.compile(r"<b24recover\.(\d+)\.")

@@ -35,7 +35,8 @@ def _version(value: bool):
 def root(
     ctx: typer.Context,
     db: str = typer.Option("b24recover.db", "--db", envvar="B24RECOVER_DB", metavar="PATH|URL",
-                           help="The store: a SQLite file, or a postgresql:// URL."),
+                           help="The store: a SQLite file, or postgresql://USER@HOST[:PORT]/DBNAME "
+                                "(password from PGPASSWORD or ~/.pgpass)."),
     config: Optional[str] = typer.Option(None, "--config", envvar="B24RECOVER_CONFIG", metavar="PATH",
                                          help="TOML config (default: the first of ./b24recover.toml, "
                                               "$XDG_CONFIG_HOME/b24recover/b24recover.toml, /etc/b24recover/b24recover.toml)."),

@@ -101,12 +101,10 @@ def run_guarded(call, *, as_json: bool, db: str, passthrough: tuple = (),
     except Exception as exc:
         if os.environ.get("B24RECOVER_DEBUG") == "1":
             raise
-        import sqlite3
+        from ..store.db import is_store_error, translate_any
 
-        if type(exc) in (sqlite3.DatabaseError, sqlite3.OperationalError):
-            from ..store.db import translate  # a store that fails mid-command: exit 8, not a bug
-
-            err = translate(exc, db)
+        if is_store_error(exc):  # a store that fails mid-command: exit 8, not a bug
+            err = translate_any(exc, db)
             render.error(err, as_json)
             return int(err.exit_code)
         render.info(f"unexpected error ({type(exc).__name__}): {exc}; rerun with B24RECOVER_DEBUG=1 and report it")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from ..errors import B24Error
 from ..store import users as user_store
 from . import identifiers as ids
@@ -11,14 +9,6 @@ from .accounts import account_view
 from .context import Ctx
 
 BY = ("auto", "login", "email", "phone", "name")
-
-
-def _fts_query(text: str) -> str | None:
-    words = re.findall(r"\w+", text, flags=re.UNICODE)
-    if not words:
-        return None
-    # Every word must match the start of a word in login, name or last name.
-    return " AND ".join('"' + w.replace('"', '""') + '"*' for w in words[:8])
 
 
 def lookup(ctx: Ctx, query: str, by: str = "auto", limit: int = 50) -> list[dict]:
@@ -51,10 +41,8 @@ def lookup(ctx: Ctx, query: str, by: str = "auto", limit: int = 50) -> list[dict
     if by in ("auto", "login"):
         add(user_store.by_login_key(conn, ids.login_key(query)))
     if by == "name" or (by == "auto" and not rows):
-        fts = _fts_query(query)
-        if fts:
-            for row in user_store.by_name(conn, fts, limit + 1 if limit else -1):
-                add(row)
+        for row in user_store.by_name(conn, query, limit + 1 if limit else None):  # every word starts a word of the name
+            add(row)
     if not rows:
         raise B24Error("not_found", f"no account matches {query!r}",
                        hint="Try another spelling, the phone with its country code, or --by name.")

@@ -22,8 +22,9 @@ def delete_job(conn, job_id: int) -> None:
 
 
 def create_job(conn, digest: str, mode: str, now: int) -> int:
-    cur = conn.execute("INSERT INTO bulk_jobs (fingerprint, mode, created_at) VALUES (?, ?, ?)", (digest, mode, now))
-    return cur.lastrowid
+    cur = conn.execute("INSERT INTO bulk_jobs (fingerprint, mode, created_at) VALUES (?, ?, ?) RETURNING id",
+                       (digest, mode, now))
+    return cur.fetchone()[0]
 
 
 def finish_job(conn, job_id: int, now: int) -> None:

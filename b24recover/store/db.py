@@ -46,7 +46,41 @@ def translate(exc: sqlite3.Error, path) -> B24Error:
     return B24Error("store_corrupt", f"the store {path} answered: {exc}", hint="Run 'b24recover init' or restore a backup.")
 
 
+class Connection(sqlite3.Connection):
+    """sqlite3's connection, naming its engine for the few store queries that differ (store/pg.py)."""
+
+    engine = "sqlite"
+
+
+def engine_of(conn) -> str:
+    return getattr(conn, "engine", "sqlite")
+
+
+def is_store_error(exc: BaseException) -> bool:
+    """An exception from the store's driver that means the store failed (exit 8), not a bug."""
+    import sys
+
+    if type(exc) in (sqlite3.DatabaseError, sqlite3.OperationalError):
+        return True
+    pg = sys.modules.get("b24recover.store.pg")  # loaded only for a PostgreSQL store
+    return pg is not None and pg.is_store_error(exc)
+
+
+def translate_any(exc: BaseException, db) -> B24Error:
+    from .url import safe_name
+
+    if isinstance(exc, sqlite3.Error):
+        return translate(exc, safe_name(db))
+    from .pg import translate as pg_translate
+
+    return pg_translate(exc, safe_name(db))
+
+
 class Store:
+    """The SQLite store. store/pg.py has the same interface for PostgreSQL."""
+
+    engine = "sqlite"
+
     def __init__(self, conn: sqlite3.Connection, path: Path):
         self.conn = conn
         self.path = path
@@ -98,12 +132,17 @@ class Store:
         row = self.conn.execute(sql, params).fetchone()
         return None if row is None else row[0]
 
+    def transact(self, body, tries: int = 1):
+        """Run body(conn) in write(). SQLite's single lock never asks for a retry (see store/pg.py)."""
+        with self.write() as conn:
+            return body(conn)
+
     def close(self) -> None:
         self.conn.close()
 
 
 def _raw_connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, factory=Connection)
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     return conn
@@ -122,7 +161,14 @@ def _configure(conn: sqlite3.Connection) -> sqlite3.Connection:
 
 def open_store(path: str | Path) -> Store:
     """Open an initialised store at the schema this tool knows, or explain why not."""
-    path = Path(path)
+    if not isinstance(path, Path):  # a str from a caller, or a StoreURL
+        from .url import location
+
+        path = location(path)
+    if getattr(path, "engine", None) == "postgresql":
+        from . import pg
+
+        return pg.open_store(path)
     if not os.path.lexists(path):
         raise B24Error("store_missing", f"no store at {path}")
     check_store_files(path, suffixes=("-wal", "-shm"))  # before SQLite opens (and reuses) them
@@ -156,7 +202,14 @@ def open_store(path: str | Path) -> Store:
 
 def init_store(path: str | Path) -> tuple[Store, list[str]]:
     """Create or upgrade the store; safe when several processes run it at once."""
-    path = Path(path)
+    if not isinstance(path, Path):  # a str from a caller, or a StoreURL
+        from .url import location
+
+        path = location(path)
+    if getattr(path, "engine", None) == "postgresql":
+        from . import pg
+
+        return pg.init_store(path)
     if path.parent and not path.parent.exists():
         raise B24Error("store_missing", f"the folder {path.parent} does not exist",
                        hint=f"Create it first (mkdir -p {path.parent}), then run: b24recover init.")

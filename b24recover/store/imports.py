@@ -64,14 +64,25 @@ def insert_many(conn, rows: list[tuple], returning: bool) -> dict[str, int]:
 # A TEMP table of 64-bit key hashes -> line: it lives on disk behind a small page cache, so
 # millions of rows do not grow the process, and writing it never takes the store's write lock.
 
+def _pg(conn) -> bool:
+    return getattr(conn, "engine", "sqlite") == "postgresql"
+
+
+def _seen(conn) -> str:
+    """The session's own temporary table, by the name each engine gives its temp schema."""
+    return "pg_temp.import_seen" if _pg(conn) else "temp.import_seen"
+
+
 def open_seen(conn) -> None:
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS import_seen (hash INTEGER PRIMARY KEY, line INTEGER NOT NULL)")
-    conn.execute("DELETE FROM temp.import_seen")
-    conn.execute("PRAGMA temp.cache_size = -8192")
+    kind = "BIGINT" if _pg(conn) else "INTEGER"
+    conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS import_seen (hash {kind} PRIMARY KEY, line {kind} NOT NULL)")
+    conn.execute(f"DELETE FROM {_seen(conn)}")
+    if not _pg(conn):
+        conn.execute("PRAGMA temp.cache_size = -8192")
 
 
 def close_seen(conn) -> None:
-    conn.execute("DROP TABLE IF EXISTS temp.import_seen")
+    conn.execute(f"DROP TABLE IF EXISTS {_seen(conn)}")
 
 
 def remember_seen(conn, pairs) -> None:
@@ -79,7 +90,7 @@ def remember_seen(conn, pairs) -> None:
     rows = sorted(pairs)  # in key order: neighbouring inserts touch the same pages
     conn.execute("BEGIN")  # the temp database alone: the store's lock is not taken
     try:
-        conn.executemany("INSERT OR IGNORE INTO temp.import_seen (hash, line) VALUES (?, ?)", rows)
+        conn.executemany(f"INSERT INTO {_seen(conn)} (hash, line) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING", rows)
     finally:
         conn.execute("COMMIT")
 
@@ -88,7 +99,7 @@ def seen_lines(conn, hashes: list[int]) -> dict[int, int]:
     """hash -> line for the hashes kept by remember_seen."""
     found: dict[int, int] = {}
     for chunk in chunks(hashes):
-        sql = f"SELECT hash, line FROM temp.import_seen WHERE hash IN ({','.join('?' * len(chunk))})"
+        sql = f"SELECT hash, line FROM {_seen(conn)} WHERE hash IN ({','.join('?' * len(chunk))})"
         found.update(conn.execute(sql, chunk).fetchall())
     return found
 
@@ -136,9 +147,12 @@ def data_version(conn) -> int:
 # ---- the page cache -----------------------------------------------------------------------------
 
 def cache_size(conn) -> int:
+    if _pg(conn):
+        return 0  # the server's shared buffers, not the client's to size
     return conn.execute("PRAGMA main.cache_size").fetchone()[0]
 
 
 def set_cache_size(conn, size: int) -> None:
-    """PRAGMA cache_size semantics: pages when positive, KiB when negative."""
-    conn.execute(f"PRAGMA main.cache_size = {int(size)}")
+    """PRAGMA cache_size semantics: pages when positive, KiB when negative (SQLite only)."""
+    if not _pg(conn):
+        conn.execute(f"PRAGMA main.cache_size = {int(size)}")

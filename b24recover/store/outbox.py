@@ -12,10 +12,10 @@ def insert(conn, *, user_id: int | None, token_id: int | None, channel: str, tem
            recipient: str, params: dict, sealed: str | None, now: int) -> int:
     cur = conn.execute(
         "INSERT INTO outbox (user_id, control_string_id, channel, template, lang, recipient, params, sealed, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (user_id, token_id, channel, template, lang, recipient, json.dumps(params, ensure_ascii=False), sealed, now),
     )
-    return cur.lastrowid
+    return cur.fetchone()[0]
 
 
 def by_id(conn, message_id: int):

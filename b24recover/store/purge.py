@@ -34,7 +34,8 @@ def stale_counts(conn, cutoff: int) -> tuple[dict[str, int], int]:
     counts, held = {}, 0
     for state in STATES:
         row = conn.execute(
-            f"SELECT count(*), coalesce(sum({_HELD}), 0) FROM control_strings c WHERE {_stale(state)}",
+            f"SELECT count(*), coalesce(sum(CASE WHEN {_HELD} THEN 1 ELSE 0 END), 0) FROM control_strings c"
+            f" WHERE {_stale(state)}",
             {"state": state, "cutoff": cutoff},
         ).fetchone()
         counts[state] = row[0] - row[1]
@@ -63,8 +64,21 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _pg(conn) -> bool:
+    return getattr(conn, "engine", "sqlite") == "postgresql"
+
+
 def references(conn) -> list[tuple[str, str, str]]:
     """(table, column, ON DELETE action) of every foreign key that points at control_strings."""
+    if _pg(conn):
+        return [(r[0], r[1], r[2]) for r in conn.execute(
+            "SELECT kcu.table_name, kcu.column_name, rc.delete_rule"
+            " FROM information_schema.referential_constraints rc"
+            " JOIN information_schema.key_column_usage kcu ON kcu.constraint_name = rc.constraint_name"
+            " AND kcu.constraint_schema = rc.constraint_schema"
+            " JOIN information_schema.constraint_column_usage ccu ON ccu.constraint_name = rc.unique_constraint_name"
+            " AND ccu.constraint_schema = rc.unique_constraint_schema"
+            " WHERE rc.constraint_schema = current_schema() AND ccu.table_name = 'control_strings'")]
     found = []
     tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"
                                          " AND name NOT LIKE 'sqlite_%'")]
@@ -88,7 +102,13 @@ def bulk_session(conn, cache_mib: int = 256):
     - Foreign keys off when every reference to control_strings is ON DELETE SET NULL: clearing
       those columns with one UPDATE per batch costs far less than SQLite's per-row action. Any
       other kind of reference keeps SQLite's enforcement on.
+
+    PostgreSQL enforces its foreign keys itself (an indexed lookup per row, cheap) and has
+    nothing to tune per connection here.
     """
+    if _pg(conn):
+        yield []
+        return
     refs = references(conn)
     fast = all(action == "SET NULL" for _, _, action in refs)
     saved = {name: conn.execute(f"PRAGMA {name}").fetchone()[0]
@@ -107,13 +127,18 @@ def bulk_session(conn, cache_mib: int = 256):
 
 
 def data_version(conn) -> int:
-    """Changes whenever another connection commits: how the purge sees that a waiter got in."""
+    """Changes whenever another connection commits: how the purge sees that a waiter got in.
+    On PostgreSQL: the snapshot's xmax, which moves whenever any transaction took an id (wrote)."""
+    if _pg(conn):
+        return int(conn.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text").fetchone()[0])
     return conn.execute("PRAGMA data_version").fetchone()[0]
 
 
 def checkpoint(conn) -> None:
-    """Copy the WAL back without waiting for anyone (never takes the write lock)."""
-    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    """Copy the WAL back without waiting for anyone (never takes the write lock).
+    PostgreSQL's checkpointer and autovacuum do this work on their own."""
+    if not _pg(conn):
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
 
 # ---- the audit trail's own guards -----------------------------------------------------------
@@ -123,6 +148,12 @@ _GUARDS = {"UPDATE": re.compile(r"\bBEFORE\s+UPDATE\b", re.I), "DELETE": re.comp
 
 def missing_audit_guards(conn) -> list[str]:
     """Which of the append-only triggers (refusing UPDATE and DELETE) audit_log has lost."""
+    if _pg(conn):
+        present = {r[0] for r in conn.execute(
+            "SELECT t.event_manipulation FROM information_schema.triggers t"
+            " WHERE t.event_object_schema = current_schema() AND t.event_object_table = 'audit_log'"
+            " AND t.action_timing = 'BEFORE' AND t.action_statement LIKE '%b24recover_append_only%'")}
+        return [op for op in _GUARDS if op not in present]
     bodies = [r[0] or "" for r in conn.execute(
         "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_log'")]
     return [op for op, pattern in _GUARDS.items()

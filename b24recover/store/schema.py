@@ -3,9 +3,17 @@
 Each entry is (name, SQL) or (name, function(conn)) for a step that must read the schema it
 upgrades (a table rebuild). The schema version is the number of entries and is mirrored into
 PRAGMA user_version, so every other command checks it with plain sqlite3 at no import cost.
+
+PostgreSQL (store/pg.py) runs the same list: each statement is translated by `to_postgresql`
+(INTEGER -> BIGINT, `id INTEGER PRIMARY KEY` -> an identity column); a statement only SQLite
+understands (a trigger, a virtual table, a PRAGMA, INSERT OR ...) is refused there unless the
+migration has an entry in POSTGRESQL below, which says what PostgreSQL runs instead
+(docs/decisions.md, "Adding a migration").
 """
 
 from __future__ import annotations
+
+import re
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -343,6 +351,128 @@ CREATE TABLE portal_checkwords (
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class PgVariant:
+    """What PostgreSQL runs for one migration.
+
+    extra: the migration's portable statements run translated, its SQLite-only ones are
+    skipped, and these statements run after them (full-text index, triggers).
+    replace: these statements run instead of the whole migration (for a SQLite table rebuild,
+    which PostgreSQL does with ALTER TABLE)."""
+
+    def __init__(self, *, extra: str = "", replace: str | None = None):
+        self.extra, self.replace = extra, replace
+
+
+# Keyed by migration name. A migration with only CREATE TABLE/INDEX and ALTER TABLE ADD COLUMN
+# needs no entry; a Python step (STEPS) needs a `replace`.
+POSTGRESQL: dict[str, PgVariant] = {
+    "0001_initial": PgVariant(extra="""
+-- Name search: words of login, name and last name, diacritics folded by unaccent, prefix-matched
+-- with to_tsquery (the same matches as SQLite's FTS5 unicode61 remove_diacritics).
+CREATE EXTENSION IF NOT EXISTS unaccent;
+CREATE TEXT SEARCH CONFIGURATION b24recover_names (COPY = pg_catalog.simple);
+ALTER TEXT SEARCH CONFIGURATION b24recover_names
+    ALTER MAPPING FOR asciiword, word, numword, asciihword, hword, numhword, hword_asciipart,
+                      hword_part, hword_numpart, int, uint
+    WITH unaccent, simple;
+CREATE INDEX users_names ON users USING gin (to_tsvector('b24recover_names',
+    regexp_replace(login || ' ' || name || ' ' || last_name, '[[:punct:][:space:]]+', ' ', 'g')));
+
+-- The audit trail is append-only.
+CREATE FUNCTION b24recover_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'the audit trail is append-only'; END $$;
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+    FOR EACH ROW EXECUTE FUNCTION b24recover_append_only();
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+    FOR EACH ROW EXECUTE FUNCTION b24recover_append_only();
+CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION b24recover_append_only();
+"""),
+    # SQLite rebuilds users (rebuild_users_for_bitrix); PostgreSQL drops the two UNIQUE
+    # constraints in place (their default names) and adds the columns.
+    "0003_bitrix_accounts": PgVariant(replace="""
+ALTER TABLE users ADD COLUMN portal_id BIGINT UNIQUE;
+ALTER TABLE users ADD COLUMN external TEXT;
+ALTER TABLE users ADD COLUMN profile_phone TEXT;
+ALTER TABLE users ADD COLUMN portal_synced_at BIGINT;
+ALTER TABLE users ADD COLUMN portal_gone BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE users DROP CONSTRAINT users_login_key_key;
+ALTER TABLE users DROP CONSTRAINT users_email_key_key;
+CREATE UNIQUE INDEX users_login ON users(login_key, coalesce(external, ''));
+CREATE INDEX users_email ON users(email_key) WHERE email_key IS NOT NULL;
+CREATE INDEX users_portal_synced ON users(portal_synced_at) WHERE portal_id IS NOT NULL;
+"""),
+    # SQLite rebuilds outbox to change its status CHECK; PostgreSQL replaces the constraint.
+    "0004_outbox_sending": PgVariant(replace="""
+ALTER TABLE outbox ADD COLUMN message_id TEXT;
+ALTER TABLE outbox ADD COLUMN lease_owner TEXT;
+ALTER TABLE outbox ADD COLUMN lease_until BIGINT;
+ALTER TABLE outbox DROP CONSTRAINT outbox_status_check;
+ALTER TABLE outbox ADD CONSTRAINT outbox_status_check
+    CHECK (status IN ('queued', 'sending', 'sent', 'failed', 'cancelled'));
+ALTER TABLE outbox ADD CONSTRAINT outbox_lease_check
+    CHECK ((status = 'sending') = (lease_owner IS NOT NULL AND lease_until IS NOT NULL));
+CREATE TABLE store_identity (
+    id BIGINT PRIMARY KEY CHECK (id = 1),
+    uid TEXT NOT NULL
+);
+INSERT INTO store_identity (id, uid) VALUES (1, md5(random()::text || clock_timestamp()::text));
+"""),
+}
+
+# A pattern string, compiled on first use by `init` (every command imports this module).
+_SQLITE_ONLY = (
+    r"\b(PRAGMA|VIRTUAL\s+TABLE|TRIGGER|INSERT\s+OR|REPLACE\s+INTO|AUTOINCREMENT|WITHOUT\s+ROWID|sqlite_\w+"
+    r"|strftime|julianday|datetime\s*\(|GLOB)\b")
+
+
+def to_postgresql(statement: str) -> str | None:
+    """The PostgreSQL form of one portable SQLite statement, or None when it is SQLite-only."""
+    if re.search(_SQLITE_ONLY, statement, re.I):
+        return None
+    # The audit trail numbers its own events (last + 1 under the write lock): a plain key.
+    out = re.sub(r"\bid\s+INTEGER\s+PRIMARY\s+KEY\b", "id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+                 statement, flags=re.I)
+    return re.sub(r"\bINTEGER\b", "BIGINT", out, flags=re.I)
+
+
+def postgresql_sql(name: str, sql: str) -> list[str]:
+    """The statements PostgreSQL runs for migration `name`; refuses a SQLite-only statement
+    that no POSTGRESQL entry stands in for."""
+    variant = POSTGRESQL.get(name)
+    if variant is not None and variant.replace is not None:
+        return _split_pg(variant.replace)
+    if sql in STEPS:  # a step written in Python for SQLite: PostgreSQL needs its own form
+        raise ValueError(f"migration {name} is a SQLite step ({sql}); add POSTGRESQL[{name!r}] = "
+                         "PgVariant(replace=...) in store/schema.py")
+    out = []
+    for statement in _split(sql):
+        translated = to_postgresql(statement)
+        if translated is None:
+            if variant is None:
+                raise ValueError(f"migration {name} has a statement only SQLite runs; add POSTGRESQL[{name!r}]"
+                                 f" in store/schema.py: {statement[:80]}")
+            continue
+        out.append(translated)
+    return out + (_split_pg(variant.extra) if variant is not None else [])
+
+
+def _split_pg(script: str) -> list[str]:
+    """Statements of a PostgreSQL script: split at ';' ending a line, outside $$ bodies."""
+    statements, current, in_body = [], "", False
+    for line in script.splitlines(keepends=True):
+        if not current and (not line.strip() or line.strip().startswith("--")):
+            continue
+        current += line
+        in_body ^= line.count("$$") % 2 == 1
+        if not in_body and line.rstrip().endswith(";"):
+            statements.append(current.strip().rstrip(";"))
+            current = ""
+    if current.strip():
+        statements.append(current.strip().rstrip(";"))
+    return statements
 
 
 def apply_migrations(conn) -> list[str]:

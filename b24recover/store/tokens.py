@@ -42,10 +42,10 @@ def insert(conn, *, user_id: int, kind: str, channel: str, purpose: str, address
            secret_hash: str, now: int, expires_at: int) -> int:
     cur = conn.execute(
         "INSERT INTO control_strings (user_id, kind, channel, purpose, address, secret_hash, created_at, expires_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (user_id, kind, channel, purpose, address, secret_hash, now, expires_at),
     )
-    return cur.lastrowid
+    return cur.fetchone()[0]
 
 
 def supersede_active(conn, user_id: int, now: int) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 USER_COLUMNS = (
     "login", "login_key", "login_skeleton", "email", "email_key", "phone", "name", "last_name", "lang", "blocked",
     "password_hash", "must_change_password", "created_at", "updated_at", "password_changed_at",
@@ -12,10 +14,10 @@ USER_COLUMNS = (
 def insert(conn, row: dict) -> int:
     cols = [c for c in USER_COLUMNS if c in row]
     cur = conn.execute(
-        f"INSERT INTO users ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+        f"INSERT INTO users ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)}) RETURNING id",
         [row[c] for c in cols],
     )
-    return cur.lastrowid
+    return cur.fetchone()[0]
 
 
 def update(conn, user_id: int, changes: dict) -> None:
@@ -48,7 +50,7 @@ def by_login_key(conn, key: str):
 
 def by_login(conn, key: str, external: str | None):
     """The account with exactly this (login, external id): the uniqueness key."""
-    return conn.execute("SELECT * FROM users WHERE login_key = ? AND ifnull(external, '') = ifnull(?, '')",
+    return conn.execute("SELECT * FROM users WHERE login_key = ? AND coalesce(external, '') = coalesce(?, '')",
                         (key, external)).fetchone()
 
 
@@ -57,7 +59,7 @@ def by_login_skeleton(conn, skeleton: str, exclude_id: int | None = None, extern
     the same directory (SPEC §4: logins are unique per login and external id)."""
     return conn.execute(
         "SELECT * FROM users WHERE login_skeleton = :skeleton AND id IS NOT :exclude"
-        " AND ifnull(external, '') = ifnull(:external, '') ORDER BY id LIMIT 1",
+        " AND coalesce(external, '') = coalesce(:external, '') ORDER BY id LIMIT 1",
         {"skeleton": skeleton, "exclude": exclude_id, "external": external},
     ).fetchone()
 
@@ -84,11 +86,33 @@ def by_phone(conn, e164: str):
     return conn.execute("SELECT * FROM users WHERE phone = ?", (e164,)).fetchone()
 
 
-def by_name(conn, fts_query: str, limit: int = 50):
+# What splits words, the same on both engines: FTS5's unicode61 and the expression of the
+# PostgreSQL index users_names (store/schema.py) both cut at punctuation and spaces.
+_WORD = r"[^\W_]+"  # compiled on first use (re caches it), not at every start
+
+
+def by_name(conn, text: str, limit: int | None = 50):
+    """Accounts where every word of `text` starts a word of login, name or last name, ignoring
+    case and diacritics; best matches first, at most `limit` (None: all). The words are the only
+    input put into the search syntax, quoted, so nothing in `text` acts as FTS syntax."""
+    words = re.findall(_WORD, text)[:8]
+    if not words:
+        return []
+    if limit is None:
+        limit = -1  # SQLite: no upper bound
+    if getattr(conn, "engine", "sqlite") == "postgresql":
+        return conn.execute(
+            "SELECT users.* FROM users, to_tsquery('b24recover_names', ?) AS q"
+            " WHERE to_tsvector('b24recover_names', regexp_replace(login || ' ' || name || ' ' || last_name,"
+            " '[[:punct:][:space:]]+', ' ', 'g')) @@ q ORDER BY ts_rank(to_tsvector('b24recover_names',"
+            " regexp_replace(login || ' ' || name || ' ' || last_name, '[[:punct:][:space:]]+', ' ', 'g')), q) DESC,"
+            " users.id LIMIT ?",
+            (" & ".join(w + ":*" for w in words), None if limit < 0 else limit),  # LIMIT NULL: all
+        ).fetchall()
     return conn.execute(
         "SELECT users.* FROM users_fts JOIN users ON users.id = users_fts.rowid"
         " WHERE users_fts MATCH ? ORDER BY rank LIMIT ?",
-        (fts_query, limit),
+        (" AND ".join('"' + w + '"*' for w in words), limit),
     ).fetchall()
 
 
@@ -142,8 +166,9 @@ def pending(conn, user_id: int):
 
 def set_pending(conn, user_id: int, channel: str, address: str, address_key: str, now: int) -> None:
     conn.execute(
-        "INSERT OR REPLACE INTO pending_addresses (user_id, channel, address, address_key, created_at)"
-        " VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO pending_addresses (user_id, channel, address, address_key, created_at)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET channel = excluded.channel,"
+        " address = excluded.address, address_key = excluded.address_key, created_at = excluded.created_at",
         (user_id, channel, address, address_key, now),
     )
 
