@@ -355,7 +355,7 @@ def _check(r: _Reader) -> None:
         try:
             parse_dsn(s.portal.dsn)
         except B24Error as exc:
-            raise r.fail("portal.dsn", exc.message) from None
+            raise r.fail("portal.dsn", f"{exc.message} ({exc.hint})") from None
 
 
 def _check_command_env(r: _Reader) -> None:

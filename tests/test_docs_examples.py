@@ -20,7 +20,8 @@ Markers (HTML comments, invisible when rendered) on the lines just before a bloc
   <!-- docs-check: exit N -->        the block must exit N
   <!-- docs-check: expect TEXT -->   stdout or stderr must contain TEXT
 In --help texts, an example line whose comment starts with "# at a terminal" needs a person at a
-keyboard and is skipped with that reason.
+keyboard, and one whose comment starts with "# needs a portal" needs a portal database ([portal]
+dsn); both are skipped with that reason.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ PW = "A passphrase for the docs check"
 NEW = "Another new passphrase, long enough"
 MARKER = re.compile(r"<!--\s*docs-check:\s*(\w+)\s*(.*?)\s*-->")
 TERMINAL = "# at a terminal"
+PORTAL = "# needs a portal"
 
 
 @dataclass
@@ -156,8 +158,9 @@ def help_examples() -> list[Example]:
     for command, text in help_texts().items():
         for n, line in enumerate(help_example_lines(text), start=1):
             ex = Example(f"{command} --help, example {n}", "sh", line + "\n")
-            if TERMINAL in line:
-                ex.skip = line.split(TERMINAL, 1)[1].strip(" :") or "needs a terminal"
+            for mark, default in ((TERMINAL, "needs a terminal"), (PORTAL, "needs a portal database")):
+                if mark in line:
+                    ex.skip = line.split(mark, 1)[1].strip(" :") or default
             out.append(ex)
     return out
 

@@ -30,7 +30,11 @@ def status(ctx: typer.Context, as_json: bool = JSON):
     the last sync, and write-backs pending and failed. Exit 8 when the portal is unreachable
     (the status is printed all the same).
 
-    Example: b24recover portal status --json
+    Examples:
+
+    \b
+      b24recover portal status          # needs a portal: [portal] dsn in the config
+      b24recover portal status --json   # needs a portal
     """
     from ..services.portal_status import status as portal_status
 
@@ -90,7 +94,11 @@ def sync(
     --full re-reads all. Resumable: a sync that was interrupted is finished by the next one.
     Rows that cannot become accounts are listed with their portal ID and the reason.
 
-    Examples: b24recover portal sync; b24recover portal sync --full --json (e.g. nightly from cron)
+    Examples:
+
+    \b
+      b24recover portal sync                 # needs a portal: [portal] dsn in the config
+      b24recover portal sync --full --json   # needs a portal: nightly, from cron
     """
     from ..services.portal_sync import sync as run_sync
 
@@ -135,7 +143,11 @@ def push(ctx: typer.Context, as_json: bool = JSON):
     emails: SPEC §6), each exactly once however many pushes run at once. For cron, like
     'outbox send'. Exit 9 when some could still not be applied (they stay queued).
 
-    Example: */5 * * * * b24recover portal push --json
+    Examples:
+
+    \b
+      b24recover portal push
+      b24recover portal push --json   # e.g. every 5 minutes from cron
     """
     from ..errors import B24Error
     from ..services.writeback import push as run_push
