@@ -74,7 +74,7 @@ class SecretInput:
         if not self.can_prompt():
             if self.as_json and sys.stdin is not None and sys.stdin.isatty():
                 raise B24Error("input_required", f"{text} is needed and --json never prompts",
-                               hint=f"Give it on standard input or through --password-env VAR, or run without --json.")
+                               hint="Give it on standard input or through --password-env VAR, or run without --json.")
             raise B24Error("input_required", f"{text} is needed and there is no terminal to ask on",
                            hint=_hint(text))
         import getpass

@@ -9,7 +9,6 @@ that transaction and delivered after the commit.
 from __future__ import annotations
 
 import secrets
-import string
 
 from ..errors import B24Error
 from ..store import users as user_store

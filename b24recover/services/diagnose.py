@@ -64,7 +64,7 @@ def writeback_findings(conn, user) -> list[dict]:
 def diagnose(ctx: Ctx, login: str) -> dict:
     conn = ctx.store.conn
     user = get_user(conn, login)
-    name, now, sender = user["login"], ctx.now(), ctx.settings.sender
+    name, sender = user["login"], ctx.settings.sender
     findings: list[dict] = []
     add = findings.append
     portal = portal_view(conn, user)

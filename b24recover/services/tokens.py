@@ -22,7 +22,7 @@ from .bitrix import refuse_external
 from .context import Ctx
 from .guessing import incorrect, refusal  # noqa: F401  (re-exported)
 from .portal_views import require_in_portal
-from .views import control_string_view, token_state
+from .views import control_string_view
 
 VIA = ("email", "sms", "qr", "none")
 # `token request` answers this long after it began, whatever happened; its own work (look-up,
