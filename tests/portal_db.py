@@ -390,6 +390,19 @@ class PortalDB:
             cur.execute(sql, params or None)
             return list(cur.fetchall())
 
+    def empty(self, tables) -> None:
+        """Delete every row of these tables (each test starts from an empty portal)."""
+        for table in tables:
+            self.execute(f"DELETE FROM {table}")
+
+    def insert_user(self, values: dict) -> int:
+        """Insert one b_user row (upper-case names; PostgreSQL folds them) and return its ID."""
+        names, marks = ", ".join(values), ", ".join(["%s"] * len(values))
+        if self.engine == "mariadb":
+            self.execute(f"INSERT INTO b_user ({names}) VALUES ({marks})", tuple(values.values()))
+            return int(self.query("SELECT LAST_INSERT_ID()")[0][0])
+        return int(self.query(f"INSERT INTO b_user ({names}) VALUES ({marks}) RETURNING ID", tuple(values.values()))[0][0])
+
     def fill(self, users: list[PortalUser]) -> None:
         """Insert the users, their phone_auth and socialservices rows, as Bitrix would."""
         cols = ", ".join(self.ident(c) for c in B_USER_COLUMNS)

@@ -4,19 +4,15 @@ as the `{"error": {"code", "message", "hint"}}` object on stderr under --json.""
 from __future__ import annotations
 
 import json
-import os
-import pty
-import select
 import sqlite3
-import subprocess
 import sys
-import time
 
 import pytest
 
 from b24recover.errors import ERROR_CODES, B24Error, ExitCode
 from conftest import GOOD_PASSWORD, add_user
 from tokenhelp import last_code, link_parts
+from ux_pty import pty_run
 
 NEW_PASSWORD = "a brand new passphrase 42"
 
@@ -212,49 +208,15 @@ def test_password_policy(store):
     assert redeem(store, "anna", secret).exit_code == 0  # a refused password did not use it up
 
 
-def _pty_run(argv: list[str], answers: list[tuple[bytes, bytes]], cwd, timeout: float = 30) -> tuple[int, str]:
-    """Run the CLI on a pseudo-terminal, answering each prompt as it appears.
-
-    A prompt is matched with its trailing space: click prints "New password:" and getpass then
-    turns echo off and prints " ". Typing earlier would be echoed and flushed away by getpass.
-    """
-    master, slave = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("B24RECOVER_")}
-    child = subprocess.Popen([sys.executable, "-m", "b24recover", *argv], stdin=slave, stdout=slave, stderr=slave,
-                             cwd=cwd, env=env, start_new_session=True, close_fds=True)
-    os.close(slave)
-    output, seen, pending = b"", 0, list(answers)
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            ready, _, _ = select.select([master], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                child.kill()
-                raise AssertionError(f"no answer from the CLI; output so far: {output!r}")
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            output += chunk
-            if pending and pending[0][0] in output[seen:]:
-                seen = output.index(pending[0][0], seen) + len(pending[0][0])
-                os.write(master, pending.pop(0)[1])
-    finally:
-        os.close(master)
-    return child.wait(timeout=timeout), output.decode("utf-8", "replace")
-
-
 def test_password_mismatch_at_a_terminal(store, db_path, config_path, tmp_path):
     base = ["--db", str(db_path), "--config", str(config_path)]
     mismatch = [(b"New password: ", b"first passphrase one\n"), (b"new password: ", b"second passphrase two\n")]
-    code, out = _pty_run([*base, "user", "add", "anna"], mismatch * 3, cwd=tmp_path)  # asked 3 times, then refused
+    code, out = pty_run([*base, "user", "add", "anna"], mismatch * 3, cwd=tmp_path)  # asked 3 times, then refused
     assert code == 6, out
     assert "differ" in out and "Traceback" not in out
     assert "first passphrase one" not in out and "second passphrase two" not in out  # not echoed
     assert store("user", "list", "--json").json["accounts"] == []
-    code, out = _pty_run([*base, "user", "add", "anna"],
+    code, out = pty_run([*base, "user", "add", "anna"],
                          [(b"New password: ", b"same passphrase twice\n"), (b"new password: ", b"same passphrase twice\n")],
                          cwd=tmp_path)
     assert code == 0, out

@@ -37,8 +37,7 @@ def server_db(request):
 
 @pytest.fixture
 def portal(server_db):
-    for table in TABLES:
-        server_db.execute(f"DELETE FROM {table}")
+    server_db.empty(TABLES)
     return server_db
 
 
@@ -58,13 +57,8 @@ def salted_md5(password: str, salt: str) -> str:
 
 def add(db: PortalDB, login: str, *, ts: str = OLD, **cols) -> int:
     """Insert a b_user row (upper-case names; PostgreSQL folds them) and return its ID."""
-    values = {"LOGIN": login, "PASSWORD": cols.pop("PASSWORD", salted_md5("x", "s4lt")), "TIMESTAMP_X": ts, **cols}
-    names = ", ".join(values)
-    marks = ", ".join(["%s"] * len(values))
-    if db.engine == "mariadb":
-        db.execute(f"INSERT INTO b_user ({names}) VALUES ({marks})", tuple(values.values()))
-        return int(db.query("SELECT LAST_INSERT_ID()")[0][0])
-    return int(db.query(f"INSERT INTO b_user ({names}) VALUES ({marks}) RETURNING ID", tuple(values.values()))[0][0])
+    return db.insert_user({"LOGIN": login, "PASSWORD": cols.pop("PASSWORD", salted_md5("x", "s4lt")),
+                           "TIMESTAMP_X": ts, **cols})
 
 
 def realistic(db: PortalDB) -> dict:

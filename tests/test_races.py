@@ -10,11 +10,11 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from barrier import release_together
 from conftest import ROOT, add_user
 from tokenhelp import link_parts
 
@@ -96,11 +96,7 @@ def issue_together(db_path, config_path, work: Path, tag: str) -> list[dict]:
                 "--config", str(config_path), "token", "issue", "anna", "--via", "none", "--force", "--json"]
         children.append((subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                           stderr=subprocess.PIPE, cwd=ROOT, env=env), log, ready))
-    deadline = time.monotonic() + 120  # a safety net against hanging, not a timing assertion
-    while not all(ready.exists() for _, _, ready in children):
-        assert time.monotonic() < deadline and all(c.poll() is None for c, _, _ in children), "a child never got ready"
-        time.sleep(0.001)
-    go.touch()
+    release_together(children, go)
     results = []
     for child, log, _ in children:
         out, err = child.communicate(timeout=120)

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from barrier import release_together
 from conftest import ROOT, add_user
 from tokenhelp import link_parts
 
@@ -61,11 +62,7 @@ def race_once(db_path, config_path, work: Path, secret: str, tag: str) -> list[d
         child.stdin.write(f"{secret}\nrace passphrase {tag} {n}\n".encode())
         child.stdin.close()
         child.stdin = None  # communicate() below only reads
-    deadline = time.monotonic() + 120  # a safety net against hanging, not a timing assertion
-    while not all(ready.exists() for _, _, ready in children):
-        assert time.monotonic() < deadline and all(c.poll() is None for c, _, _ in children), "a child never got ready"
-        time.sleep(0.001)
-    go.touch()
+    release_together(children, go)
     results = []
     for child, log, _ in children:
         out, err = child.communicate(timeout=120)

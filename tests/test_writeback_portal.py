@@ -49,19 +49,13 @@ def server_db(request):
 
 @pytest.fixture
 def portal(server_db):
-    for table in TABLES:
-        server_db.execute(f"DELETE FROM {table}")
+    server_db.empty(TABLES)
     return server_db
 
 
 def add(db, login: str, **cols) -> int:
-    values = {"LOGIN": login, "PASSWORD": bitrix6(OLD_PASSWORD, db.encoding), "ACTIVE": "Y", "BLOCKED": "N",
-              "TIMESTAMP_X": "2025-03-01 10:00:00", **cols}
-    names, marks = ", ".join(values), ", ".join(["%s"] * len(values))
-    if db.engine == "mariadb":
-        db.execute(f"INSERT INTO b_user ({names}) VALUES ({marks})", tuple(values.values()))
-        return int(db.query("SELECT LAST_INSERT_ID()")[0][0])
-    return int(db.query(f"INSERT INTO b_user ({names}) VALUES ({marks}) RETURNING ID", tuple(values.values()))[0][0])
+    return db.insert_user({"LOGIN": login, "PASSWORD": bitrix6(OLD_PASSWORD, db.encoding), "ACTIVE": "Y",
+                           "BLOCKED": "N", "TIMESTAMP_X": "2025-03-01 10:00:00", **cols})
 
 
 def remembered_sign_in(db, user_id: int) -> None:
