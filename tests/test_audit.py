@@ -14,6 +14,7 @@ from b24recover.services import audit as svc
 from b24recover.services.context import Ctx
 from b24recover.store.db import open_store
 from conftest import add_user
+from tamper import tamper
 from tokenhelp import link_parts
 
 DAY = 86400
@@ -348,25 +349,6 @@ def test_the_trail_refuses_update_and_delete(store, db_path):
 
 
 # ---- --verify ---------------------------------------------------------------------------------
-
-def tamper(db_path, *statements, restore_guards=True):
-    """Edit the trail behind the tool's back: drop the triggers, change it, put them back."""
-    conn = sqlite3.connect(db_path, isolation_level=None)
-    try:
-        guards = [r[0] for r in conn.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger'"
-                                             " AND tbl_name = 'audit_log'")]
-        conn.execute("BEGIN")
-        conn.execute("DROP TRIGGER audit_log_no_update")
-        conn.execute("DROP TRIGGER audit_log_no_delete")
-        for sql, params in statements:
-            conn.execute(sql, params)
-        if restore_guards:
-            for sql in guards:
-                conn.execute(sql)
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
-
 
 @pytest.fixture
 def trail(store, clock):

@@ -16,30 +16,13 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, add_user
+from tamper import tamper
 
 
 def rows(db_path, sql, params=()):
     conn = sqlite3.connect(db_path)
     try:
         return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
-
-
-def tamper(db_path, *statements):
-    """Edit the store behind the tool's back, as someone with write access to the file could."""
-    conn = sqlite3.connect(db_path, isolation_level=None)
-    try:
-        guards = [r[0] for r in conn.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger'"
-                                             " AND tbl_name = 'audit_log'")]
-        conn.execute("BEGIN")
-        conn.execute("DROP TRIGGER audit_log_no_update")
-        conn.execute("DROP TRIGGER audit_log_no_delete")
-        for sql, params in statements:
-            conn.execute(sql, params)
-        for sql in guards:
-            conn.execute(sql)
-        conn.execute("COMMIT")
     finally:
         conn.close()
 
