@@ -73,6 +73,8 @@ POSTGRESQL_FILES = {
     "test_tokens",
     "test_smoke",
     "test_link",
+    "test_token_store",
+    "test_portal_phpser",
 }
 
 # Files that cannot run on PostgreSQL as written, and why (kept out of POSTGRESQL_FILES).

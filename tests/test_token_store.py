@@ -17,8 +17,8 @@ NOW = 1_790_000_000
 
 
 @pytest.fixture
-def db(tmp_path):
-    store, _ = init_store(tmp_path / "tokens.db")
+def db(db_path):
+    store, _ = init_store(db_path)
     yield store
     store.close()
 
