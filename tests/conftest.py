@@ -74,6 +74,9 @@ POSTGRESQL_FILES = {
     "test_smoke",
     "test_link",
     "test_import",
+    "test_import_update",
+    "test_import_live_bad_rows",
+    "test_import_pacing",
 }
 
 # Files that cannot run on PostgreSQL as written, and why (kept out of POSTGRESQL_FILES).
