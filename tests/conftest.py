@@ -77,6 +77,8 @@ POSTGRESQL_FILES = {
     "test_import_update",
     "test_import_live_bad_rows",
     "test_import_pacing",
+    "test_bitrix_import",
+    "test_bitrix_schema",
 }
 
 # Files that cannot run on PostgreSQL as written, and why (kept out of POSTGRESQL_FILES).
