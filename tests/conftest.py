@@ -80,6 +80,7 @@ POSTGRESQL_FILES = {
     "test_bitrix_import",
     "test_bitrix_schema",
     "test_purge_rules",
+    "test_portal_sync",
 }
 
 # Files that cannot run on PostgreSQL as written, and why (kept out of POSTGRESQL_FILES).

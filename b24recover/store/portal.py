@@ -31,7 +31,7 @@ def save_state(conn, changes: dict) -> None:
     unknown = set(values) - set(STATE_COLUMNS)
     if unknown:
         raise ValueError(f"unknown sync state columns {sorted(unknown)}")
-    conn.execute("INSERT OR IGNORE INTO portal_sync_state (id) VALUES (1)")
+    conn.execute("INSERT INTO portal_sync_state (id) VALUES (1) ON CONFLICT (id) DO NOTHING")
     if values:
         conn.execute(f"UPDATE portal_sync_state SET {', '.join(f'{k} = ?' for k in values)} WHERE id = 1",
                      list(values.values()))
