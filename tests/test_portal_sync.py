@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from passlib.hash import sha512_crypt
 
 from portal_db import PORTAL_USERS, PORTAL_USERS_CP1251, PortalDB, expected
 
-from conftest import ROOT
+from conftest import ROOT, connect_db
 
 TABLES = ("b_user", "b_user_phone_auth", "b_socialservices_user", "b_group", "b_user_group", "b_option")
 OLD = "2025-03-01 10:00:00"  # rows written long before any sync: no overlap re-read
@@ -112,7 +111,7 @@ def show(run, login: str) -> dict:
 
 
 def store_rows(db_path, sql: str, params=()):
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     try:
         return conn.execute(sql, params).fetchall()
     finally:

@@ -122,7 +122,7 @@ def refused(conn, *, run_id: int | None = None, kind: str | None = None) -> list
 
 
 def counts(conn) -> dict:
-    row = conn.execute("SELECT count(*) AS accounts, coalesce(sum(portal_gone), 0) AS gone FROM users"
+    row = conn.execute("SELECT count(*) AS accounts, count(CASE WHEN portal_gone != 0 THEN 1 END) AS gone FROM users"
                        " WHERE portal_id IS NOT NULL").fetchone()
     return {"accounts": row["accounts"], "gone": row["gone"],
             "refused": conn.execute("SELECT count(*) FROM portal_refused").fetchone()[0]}

@@ -46,7 +46,9 @@ def claimable_ids(conn, now: int) -> list[int]:
 
 def counts(conn) -> dict:
     """Open write-backs: pending (queued or being applied) and failed."""
-    row = conn.execute("SELECT coalesce(sum(status IN ('queued', 'sending')), 0), coalesce(sum(status = 'failed'), 0)"
+    # count(CASE ...): an integer on both engines (PostgreSQL has no sum of booleans)
+    row = conn.execute("SELECT count(CASE WHEN status IN ('queued', 'sending') THEN 1 END),"
+                       " count(CASE WHEN status = 'failed' THEN 1 END)"
                        " FROM portal_writes WHERE status != 'done'").fetchone()
     return {"pending": row[0], "failed": row[1]}
 
