@@ -81,6 +81,9 @@ POSTGRESQL_FILES = {
     "test_bitrix_schema",
     "test_purge_rules",
     "test_portal_sync",
+    "test_writeback_portal",
+    "test_writeback_races",
+    "test_writeback_grants",
 }
 
 # Files that cannot run on PostgreSQL as written, and why (kept out of POSTGRESQL_FILES).

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from passlib.hash import sha512_crypt
@@ -114,9 +115,10 @@ def test_kill_9_during_bulk_reset_leaves_every_portal_password_known(store, cli,
             child.send_signal(signal.SIGKILL)
             kills += 1
         child.communicate()
-        conn = sqlite3.connect(db_path)
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        conn.close()
+        if isinstance(db_path, Path):  # PostgreSQL's own WAL recovery needs no check from here
+            conn = sqlite3.connect(db_path)
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            conn.close()
     assert kills >= 3, "the runs finished before they could be killed"
     final = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, timeout=600)
     assert final.returncode == 0, final.stderr.decode()

@@ -19,9 +19,10 @@ _IN_ORDER = ("NOT EXISTS (SELECT 1 FROM portal_writes AS e WHERE e.portal_id = p
 
 
 def insert(conn, *, user_id: int, portal_id: int, kind: str, payload: dict, now: int) -> int:
-    cur = conn.execute("INSERT INTO portal_writes (user_id, portal_id, kind, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+    cur = conn.execute("INSERT INTO portal_writes (user_id, portal_id, kind, payload, created_at)"
+                       " VALUES (?, ?, ?, ?, ?) RETURNING id",  # lastrowid is SQLite's alone
                        (user_id, portal_id, kind, json.dumps(payload, sort_keys=True), now))
-    return cur.lastrowid
+    return cur.fetchone()[0]
 
 
 def by_id(conn, write_id: int):
