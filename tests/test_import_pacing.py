@@ -42,9 +42,9 @@ def write_at_once(db_path) -> None:
 def turn_free(db_path) -> bool:
     """Whether another import could take its turn now (and give it back at once)."""
     if str(db_path).startswith("postgresql://"):
-        from b24recover.store.locks import _PG_KEYS
+        from b24recover.store.locks import pg_key
 
-        key = int.from_bytes(_PG_KEYS[".import-lock"], "big", signed=True)
+        key = pg_key(".import-lock")
         other = connect_db(db_path)
         try:
             free = other.execute("SELECT pg_try_advisory_lock(?)", (key,)).fetchone()[0]

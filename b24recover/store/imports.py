@@ -119,10 +119,6 @@ class ImportTurn:
     def __init__(self, store):
         self.lock = NamedLock(store, ".import-lock")
 
-    @property
-    def held(self) -> bool:
-        return self.lock.held
-
     def take(self) -> None:
         self.lock.acquire()
 

@@ -14,11 +14,15 @@ import os
 _PG_KEYS = {".import-lock": b"b24rimp1", ".sync.lock": b"b24rsyn1"}
 
 
+def pg_key(suffix: str) -> int:
+    return int.from_bytes(_PG_KEYS[suffix], "big", signed=True)
+
+
 class NamedLock:
     def __init__(self, store, suffix: str):
         self.held = False
         if store.engine == "postgresql":
-            self.conn, self.key, self.fd = store.conn, int.from_bytes(_PG_KEYS[suffix], "big", signed=True), None
+            self.conn, self.key, self.fd = store.conn, pg_key(suffix), None
         else:
             self.conn = None
             self.fd = os.open(f"{store.path}{suffix}", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
