@@ -75,6 +75,17 @@ POSTGRESQL_FILES = {
     "test_link",
     "test_token_store",
     "test_portal_phpser",
+    "test_import",
+    "test_import_update",
+    "test_import_live_bad_rows",
+    "test_import_pacing",
+    "test_bitrix_import",
+    "test_bitrix_schema",
+    "test_purge_rules",
+    "test_portal_sync",
+    "test_writeback_portal",
+    "test_writeback_races",
+    "test_writeback_grants",
 }
 
 # Files that cannot run on PostgreSQL as written, and why (kept out of POSTGRESQL_FILES).
@@ -102,6 +113,8 @@ SQLITE_ONLY_TESTS = {
     "test_sigkill_leaves_whole_batches_and_a_rerun_completes": "reads the file read-only; PRAGMA integrity_check",
     "test_seen_table_keeps_the_first_line_of_each_hash": "looks in temp.sqlite_master",
     "test_cache_size_round_trip": "PRAGMA cache_size (PostgreSQL has none per client)",
+    "test_bulk_session_clears_set_null_links_itself_with_foreign_keys_off":
+        "SQLite's foreign_keys PRAGMA (PostgreSQL enforces its keys: test_a_link_from_a_table_whose_name_needs_quoting_is_cleared)",
 }
 
 PG_SERVER = os.environ.get("B24RECOVER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")

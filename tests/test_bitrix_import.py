@@ -5,9 +5,9 @@ issue 13 items 13 and 15): export dialects, NULLs and escapes, encodings, intern
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 
 import pytest
+from conftest import connect_db
 from passlib.hash import sha512_crypt
 
 HEADER = ["ID", "LOGIN", "EMAIL", "PERSONAL_PHONE", "NAME", "LAST_NAME", "ACTIVE", "BLOCKED",
@@ -50,15 +50,14 @@ ROWS = [
 
 
 def by_login(db_path):
-    conn = sqlite3.connect(db_path)
-    conn.row_factory = sqlite3.Row
+    conn = connect_db(db_path, rows_by_name=True)
     rows = conn.execute("SELECT * FROM users ORDER BY id").fetchall()
     conn.close()
     return {(r["login"], r["external"]): r for r in rows}
 
 
 def socials(db_path):
-    with sqlite3.connect(db_path) as conn:
+    with connect_db(db_path) as conn:
         return conn.execute("SELECT provider, subject FROM social_identities").fetchall()
 
 

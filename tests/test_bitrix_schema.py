@@ -5,23 +5,45 @@ from __future__ import annotations
 
 import sqlite3
 
+import psycopg2
 import pytest
+from conftest import connect_db
 
 from b24recover.store import schema
 
 NAME = "0003_bitrix_accounts"
 
 
+INTEGRITY_ERRORS = (sqlite3.IntegrityError, psycopg2.IntegrityError)
+
+
+def is_pg(path) -> bool:
+    return str(path).startswith("postgresql://")
+
+
+def columns(conn, path, table) -> set:
+    if is_pg(path):
+        return {r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns"
+                                            " WHERE table_schema = current_schema() AND table_name = ?", (table,))}
+    return {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+
+
 def old_store(path, monkeypatch):
     """A store at the schema just before this migration, made by the real migration runner."""
     names = [m[0] for m in schema.MIGRATIONS]
-    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:names.index(NAME)])
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("BEGIN IMMEDIATE")
-    schema.apply_migrations(conn)
-    conn.execute("COMMIT")
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:  # undoes this alone (not the fixture's PGOPTIONS)
+        patch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:names.index(NAME)])
+        if is_pg(path):  # the PostgreSQL runner, with its forms of the migrations
+            from b24recover.store import pg
+            from b24recover.store.url import StoreURL
+
+            pg.init_store(StoreURL(str(path)))[0].close()
+            return connect_db(path)
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("BEGIN IMMEDIATE")
+        schema.apply_migrations(conn)
+        conn.execute("COMMIT")
     return conn
 
 
@@ -62,7 +84,7 @@ def test_upgrade_keeps_every_row_and_reference(cli, db_path, monkeypatch):
 
     r = cli("init")
     assert r.exit_code == 0, r.stderr
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     after = snapshot(conn)
     for table in CHILDREN:
         kept = after[table][:len(before[table])] if table == "audit_log" else after[table]  # + init's event
@@ -70,24 +92,25 @@ def test_upgrade_keeps_every_row_and_reference(cli, db_path, monkeypatch):
         assert [row[:len(old)] for row, old in zip(kept, before[table])] == [tuple(r) for r in before[table]], table
         assert len(kept) == len(before[table]), table
     assert [row[:16] for row in after["users"]] == [tuple(row) for row in before["users"]]
-    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
-    columns = {r[1] for r in conn.execute("PRAGMA table_info(users)")}
-    assert {"portal_id", "external", "profile_phone", "portal_synced_at", "portal_gone"} <= columns
+    if not is_pg(db_path):  # PostgreSQL checks its references and pages itself, always
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    assert {"portal_id", "external", "profile_phone", "portal_synced_at", "portal_gone"} <= columns(conn, db_path, "users")
     # The full-text index still matches the rows (its triggers were re-created).
     assert cli("lookup", "Анна2", "--by", "name", "--json").json["matches"][0]["login"] == "User2"
     conn.execute("UPDATE users SET name = 'Zoe' WHERE id = 3")
     conn.commit()
     assert cli("lookup", "Zoe", "--by", "name", "--json").json["matches"][0]["login"] == "User3"
     # Cascades still work afterwards: the references point at the new table.
-    conn.execute("PRAGMA foreign_keys = ON")
+    if not is_pg(db_path):
+        conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("DELETE FROM users WHERE id = 3")
     conn.commit()
     assert conn.execute("SELECT count(*) FROM password_history").fetchone()[0] == 0
 
 
 def test_logins_unique_per_external_id_and_emails_repeat(store, db_path):
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
 
     def add(login, external=None, email=None):
         conn.execute("INSERT INTO users (login, login_key, external, email, email_key, created_at, updated_at)"
@@ -95,12 +118,12 @@ def test_logins_unique_per_external_id_and_emails_repeat(store, db_path):
 
     add("anna", None, "a@example.com")
     add("anna", "LDAP#1", "a@example.com")
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(INTEGRITY_ERRORS):
         add("Anna")
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(INTEGRITY_ERRORS):
         add("anna", "LDAP#1")
     conn.execute("UPDATE users SET portal_id = 7 WHERE external IS NULL")
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(INTEGRITY_ERRORS):
         conn.execute("UPDATE users SET portal_id = 7 WHERE external IS NOT NULL")
 
 

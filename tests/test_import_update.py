@@ -5,9 +5,8 @@ a change of email/phone/state still revokes the control string."""
 from __future__ import annotations
 
 import json
-import sqlite3
 
-from conftest import ROOT, add_user
+from conftest import ROOT, add_user, connect_db
 
 from b24recover.services.passwords import verify_password
 
@@ -16,9 +15,7 @@ OLD_PASSWORD = "Rain-over-Kazan-2019"  # behind anna.ivanova's $6$ hash in examp
 
 
 def db(db_path):
-    conn = sqlite3.connect(db_path)
-    conn.row_factory = sqlite3.Row
-    return conn
+    return connect_db(db_path, rows_by_name=True)
 
 
 def user(db_path, login):

@@ -842,7 +842,7 @@ class Writer:
         self.added_ids: list[tuple[int, int]] = []  # (after, last]: ids added by each transaction
         self._seen_version = import_store.data_version(self.conn)
         self._wrote_meanwhile = False
-        self.turn = import_store.ImportTurn(ctx.store.path)
+        self.turn = import_store.ImportTurn(ctx.store)
         import_store.open_seen(self.conn)
         # A larger page cache for the store while importing: index pages of a big table stay
         # in memory instead of being re-read for every batch (measured: a third off each insert).

@@ -120,7 +120,7 @@ def sync(ctx: Ctx, *, full: bool = False, dry_run: bool = False, progress=None) 
     """Run (or finish) a sync. `progress(done, total)` is called after each batch."""
     from ..portal.adapter import Portal
 
-    with portal_store.sync_lock(ctx.store.path), Portal.open(ctx.settings) as portal:
+    with portal_store.sync_lock(ctx.store), Portal.open(ctx.settings) as portal:
         return _Run(ctx, portal, full=full, dry_run=dry_run, progress=progress).run()
 
 

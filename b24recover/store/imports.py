@@ -3,6 +3,9 @@ of one statement per row, and the TEMP table of identifiers seen in earlier batc
 
 from __future__ import annotations
 
+from .locks import NamedLock
+from .purge import data_version as purge_data_version
+
 IN_CHUNK = 900  # values per IN (...) list, under SQLite's oldest variable limit
 
 # Where each identifier lives; the only names ever put into the SQL text.
@@ -105,43 +108,30 @@ def seen_lines(conn, hashes: list[int]) -> dict[int, int]:
 
 
 class ImportTurn:
-    """Concurrent imports of one store take turns: an advisory lock on `<store>.import-lock`.
+    """Concurrent imports of one store take turns: the named lock `.import-lock` (store/locks.py).
 
     SQLite has no queue for its write lock. With several imports each re-taking it as soon as
     it is free, a short command waiting in its busy handler competes with all of them at every
     release and can lose for many seconds. Holding this lock across a writing window and the
-    pause after it, one import writes at a time, and the pause is free for everyone else."""
+    pause after it, one import writes at a time, and the pause is free for everyone else (on
+    PostgreSQL too: a short command then queues on the write lock behind one import, not several)."""
 
-    def __init__(self, store_path):
-        import os
-
-        self.fd = os.open(f"{store_path}.import-lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        self.held = False
+    def __init__(self, store):
+        self.lock = NamedLock(store, ".import-lock")
 
     def take(self) -> None:
-        import fcntl
-
-        if not self.held:
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
-            self.held = True
+        self.lock.acquire()
 
     def give(self) -> None:
-        import fcntl
-
-        if self.held:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            self.held = False
+        self.lock.release()
 
     def close(self) -> None:
-        import os
-
-        self.give()
-        os.close(self.fd)
+        self.lock.close()
 
 
 def data_version(conn) -> int:
     """Changes whenever another connection commits: how an import sees that a waiter got in."""
-    return conn.execute("PRAGMA data_version").fetchone()[0]
+    return purge_data_version(conn)
 
 
 # ---- the page cache -----------------------------------------------------------------------------

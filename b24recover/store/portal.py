@@ -5,12 +5,11 @@ portal_gone)."""
 from __future__ import annotations
 
 import json
-import os
 from contextlib import contextmanager
-from pathlib import Path
 
 from ..errors import B24Error
 from .imports import chunks
+from .locks import NamedLock
 
 STATE_COLUMNS = ("run_id", "cursor_ts", "cursor_id", "horizon", "run_mode", "run_started_at", "run_horizon",
                  "run_after_ts", "run_after_id", "run_max_ts", "run_max_id", "run_counts", "last_sync_at",
@@ -32,7 +31,7 @@ def save_state(conn, changes: dict) -> None:
     unknown = set(values) - set(STATE_COLUMNS)
     if unknown:
         raise ValueError(f"unknown sync state columns {sorted(unknown)}")
-    conn.execute("INSERT OR IGNORE INTO portal_sync_state (id) VALUES (1)")
+    conn.execute("INSERT INTO portal_sync_state (id) VALUES (1) ON CONFLICT (id) DO NOTHING")
     if values:
         conn.execute(f"UPDATE portal_sync_state SET {', '.join(f'{k} = ?' for k in values)} WHERE id = 1",
                      list(values.values()))
@@ -123,7 +122,7 @@ def refused(conn, *, run_id: int | None = None, kind: str | None = None) -> list
 
 
 def counts(conn) -> dict:
-    row = conn.execute("SELECT count(*) AS accounts, coalesce(sum(portal_gone), 0) AS gone FROM users"
+    row = conn.execute("SELECT count(*) AS accounts, count(CASE WHEN portal_gone != 0 THEN 1 END) AS gone FROM users"
                        " WHERE portal_id IS NOT NULL").fetchone()
     return {"accounts": row["accounts"], "gone": row["gone"],
             "refused": conn.execute("SELECT count(*) FROM portal_refused").fetchone()[0]}
@@ -153,20 +152,17 @@ def replace_socials(conn, user_id: int, pairs, now: int) -> None:
 
 
 @contextmanager
-def sync_lock(store_path):
+def sync_lock(store):
     """One `portal sync` per store at a time (a slow full sync and the next cron run must not
-    interleave their batches): an exclusive lock on a 0600 file beside the store, released by
-    the kernel when the process ends, however it ends."""
-    import fcntl
+    interleave their batches): the named lock `.sync.lock` (store/locks.py: a 0600 file beside a
+    SQLite store, an advisory lock on PostgreSQL), released when the process ends, however it ends."""
+    from .url import safe_name
 
-    path = Path(str(store_path) + ".sync.lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    lock = NamedLock(store, ".sync.lock")
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise B24Error("store_locked", f"another portal sync is running on {store_path}",
-                           hint="Wait for it to finish (an interrupted one is finished by the next run).") from None
+        if not lock.acquire(wait=False):
+            raise B24Error("store_locked", f"another portal sync is running on {safe_name(store.path)}",
+                           hint="Wait for it to finish (an interrupted one is finished by the next run).")
         yield
     finally:
-        os.close(fd)
+        lock.close()

@@ -19,9 +19,10 @@ _IN_ORDER = ("NOT EXISTS (SELECT 1 FROM portal_writes AS e WHERE e.portal_id = p
 
 
 def insert(conn, *, user_id: int, portal_id: int, kind: str, payload: dict, now: int) -> int:
-    cur = conn.execute("INSERT INTO portal_writes (user_id, portal_id, kind, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+    cur = conn.execute("INSERT INTO portal_writes (user_id, portal_id, kind, payload, created_at)"
+                       " VALUES (?, ?, ?, ?, ?) RETURNING id",  # lastrowid is SQLite's alone
                        (user_id, portal_id, kind, json.dumps(payload, sort_keys=True), now))
-    return cur.lastrowid
+    return cur.fetchone()[0]
 
 
 def by_id(conn, write_id: int):
@@ -46,7 +47,9 @@ def claimable_ids(conn, now: int) -> list[int]:
 
 def counts(conn) -> dict:
     """Open write-backs: pending (queued or being applied) and failed."""
-    row = conn.execute("SELECT coalesce(sum(status IN ('queued', 'sending')), 0), coalesce(sum(status = 'failed'), 0)"
+    # count(CASE ...): an integer on both engines (PostgreSQL has no sum of booleans)
+    row = conn.execute("SELECT count(CASE WHEN status IN ('queued', 'sending') THEN 1 END),"
+                       " count(CASE WHEN status = 'failed' THEN 1 END)"
                        " FROM portal_writes WHERE status != 'done'").fetchone()
     return {"pending": row[0], "failed": row[1]}
 
