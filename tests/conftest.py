@@ -73,6 +73,7 @@ POSTGRESQL_FILES = {
     "test_tokens",
     "test_smoke",
     "test_link",
+    "test_audit",
 }
 
 # Files that cannot run on PostgreSQL as written, and why (kept out of POSTGRESQL_FILES).
@@ -80,7 +81,6 @@ SQLITE_ONLY = {
     # These read or damage the store file behind the tool's back with sqlite3 (rows, PRAGMAs,
     # sqlite_master, json_extract, file modes); their PostgreSQL runs need those checks
     # rewritten through the store connection.
-    "test_audit": "checks rows and triggers with sqlite3",
     "test_errors": "damages the store file",
     "test_purge_concurrency": "SQLite busy-timeout and WAL behaviour (PostgreSQL: test_pgstore_race)",
     "test_store": "store file modes, symlinks, PRAGMAs (PostgreSQL: test_pgstore)",
@@ -100,6 +100,7 @@ SQLITE_ONLY_TESTS = {
     "test_sigkill_leaves_whole_batches_and_a_rerun_completes": "reads the file read-only; PRAGMA integrity_check",
     "test_seen_table_keeps_the_first_line_of_each_hash": "looks in temp.sqlite_master",
     "test_cache_size_round_trip": "PRAGMA cache_size (PostgreSQL has none per client)",
+    "test_purge_restores_the_connection_settings": "PRAGMAs the purge changes (PostgreSQL changes none)",
 }
 
 PG_SERVER = os.environ.get("B24RECOVER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
