@@ -74,6 +74,7 @@ POSTGRESQL_FILES = {
     "test_smoke",
     "test_link",
     "test_audit",
+    "test_errors",
 }
 
 # Files that cannot run on PostgreSQL as written, and why (kept out of POSTGRESQL_FILES).
@@ -81,7 +82,6 @@ SQLITE_ONLY = {
     # These read or damage the store file behind the tool's back with sqlite3 (rows, PRAGMAs,
     # sqlite_master, json_extract, file modes); their PostgreSQL runs need those checks
     # rewritten through the store connection.
-    "test_errors": "damages the store file",
     "test_purge_concurrency": "SQLite busy-timeout and WAL behaviour (PostgreSQL: test_pgstore_race)",
     "test_store": "store file modes, symlinks, PRAGMAs (PostgreSQL: test_pgstore)",
 }

@@ -4,13 +4,13 @@ as the `{"error": {"code", "message", "hint"}}` object on stderr under --json.""
 from __future__ import annotations
 
 import json
-import sqlite3
+import subprocess
 import sys
 
 import pytest
 
 from b24recover.errors import ERROR_CODES, B24Error, ExitCode
-from conftest import GOOD_PASSWORD, add_user
+from conftest import GOOD_PASSWORD, ROOT, Run, add_user, connect_db
 from tokenhelp import last_code, link_parts
 from ux_pty import pty_run
 
@@ -222,7 +222,9 @@ def test_password_mismatch_at_a_terminal(store, db_path, config_path, tmp_path):
     assert code == 0, out
     from b24recover.services.passwords import verify_password
 
-    stored = sqlite3.connect(db_path).execute("SELECT password_hash FROM users WHERE login = 'anna'").fetchone()[0]
+    conn = connect_db(db_path)
+    stored = conn.execute("SELECT password_hash FROM users WHERE login = 'anna'").fetchone()[0]
+    conn.close()
     assert verify_password("same passphrase twice", stored)
 
 
@@ -238,21 +240,58 @@ def test_throttled(store, clock):
     assert store("token", "issue", "anna", "--via", "email").exit_code == 0
 
 
-def test_store_errors(cli, db_path, monkeypatch):
-    expect(cli("user", "list", "--json"), "store_missing")
-    assert cli("init").exit_code == 0
-    import b24recover.store.db as db
+def test_store_errors(cli, db_path, engine, monkeypatch):
+    from b24recover.store.schema import SCHEMA_VERSION
 
-    monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 200)
-    holder = sqlite3.connect(db_path, isolation_level=None)
-    holder.execute("BEGIN EXCLUSIVE")
+    expect(cli("user", "list", "--json"), "store_missing")  # nothing there yet: no schema
+    assert cli("init").exit_code == 0
+    conn = connect_db(db_path)  # a foreign session holding the store's write lock
+    if engine == "postgresql":
+        import b24recover.store.pg as pg
+
+        monkeypatch.setattr(pg, "BUSY_TIMEOUT_MS", 200)
+        conn.execute("SELECT pg_advisory_lock(?)", (pg.STORE_LOCK,))
+        release = lambda: conn.execute("SELECT pg_advisory_unlock(?)", (pg.STORE_LOCK,))  # noqa: E731
+
+        def set_version(number):
+            conn.execute("DELETE FROM b24recover_schema WHERE number > ?", (min(number, SCHEMA_VERSION),))
+            if number > SCHEMA_VERSION:
+                conn.execute("INSERT INTO b24recover_schema (number, name) VALUES (?, 'from_the_future')", (number,))
+    else:
+        import b24recover.store.db as db
+
+        monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 200)
+        conn.isolation_level = None
+        conn.execute("BEGIN EXCLUSIVE")
+        release = lambda: conn.execute("ROLLBACK")  # noqa: E731
+
+        def set_version(number):
+            conn.execute(f"PRAGMA user_version = {number}")
     try:
-        expect(cli("user", "add", "x", "--password-stdin", "--json", input=GOOD_PASSWORD + "\n"), "store_locked")
+        error = expect(cli("user", "add", "x", "--password-stdin", "--json", input=GOOD_PASSWORD + "\n"),
+                       "store_locked")
+        assert "locked by another process" in error["message"]
     finally:
-        holder.execute("ROLLBACK")
-    holder.execute("PRAGMA user_version = 99")
-    holder.close()
-    expect(cli("user", "list", "--json"), "store_too_new")
+        release()
+    try:
+        set_version(SCHEMA_VERSION + 1)
+        error = expect(cli("user", "list", "--json"), "store_too_new")
+        assert f"schema version {SCHEMA_VERSION + 1}" in error["message"]
+        set_version(SCHEMA_VERSION - 1)
+        error = expect(cli("user", "list", "--json"), "store_outdated", 8)
+        assert "init" in error["hint"]
+    finally:
+        conn.close()
+
+
+def test_an_unknown_role_is_exit_8_naming_host_and_cause(pg_server, config_path):
+    """PostgreSQL refusing the login (here trust auth: a role it does not know) is exit 8, no traceback."""
+    host, port = pg_server.admin.params["host"], pg_server.admin.params.get("port", 5432)
+    url = f"postgresql://b24recover_no_such_role@{host}:{port}/{pg_server.dbname}"
+    r = subprocess.run([sys.executable, "-m", "b24recover", "--db", url, "--config", str(config_path),
+                        "user", "list", "--json"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    error = expect(Run(r.returncode, r.stdout, r.stderr), "store_missing")
+    assert host in error["message"] and 'role "b24recover_no_such_role" does not exist' in error["message"]
 
 
 def test_delivery_failed_keeps_the_message_and_the_control_string(store, config_path):
