@@ -11,6 +11,7 @@ import pytest
 
 from b24recover.errors import ERROR_CODES, B24Error, ExitCode
 from conftest import GOOD_PASSWORD, ROOT, Run, add_user, connect_db
+from tamper import set_schema_version, write_lock_held
 from tokenhelp import last_code, link_parts
 from ux_pty import pty_run
 
@@ -245,43 +246,20 @@ def test_store_errors(cli, db_path, engine, monkeypatch):
 
     expect(cli("user", "list", "--json"), "store_missing")  # nothing there yet: no schema
     assert cli("init").exit_code == 0
-    conn = connect_db(db_path)  # a foreign session holding the store's write lock
-    if engine == "postgresql":
-        import b24recover.store.pg as pg
+    import b24recover.store.db as db
+    import b24recover.store.pg as pg
 
-        monkeypatch.setattr(pg, "BUSY_TIMEOUT_MS", 200)
-        conn.execute("SELECT pg_advisory_lock(?)", (pg.STORE_LOCK,))
-        release = lambda: conn.execute("SELECT pg_advisory_unlock(?)", (pg.STORE_LOCK,))  # noqa: E731
-
-        def set_version(number):
-            conn.execute("DELETE FROM b24recover_schema WHERE number > ?", (min(number, SCHEMA_VERSION),))
-            if number > SCHEMA_VERSION:
-                conn.execute("INSERT INTO b24recover_schema (number, name) VALUES (?, 'from_the_future')", (number,))
-    else:
-        import b24recover.store.db as db
-
-        monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 200)
-        conn.isolation_level = None
-        conn.execute("BEGIN EXCLUSIVE")
-        release = lambda: conn.execute("ROLLBACK")  # noqa: E731
-
-        def set_version(number):
-            conn.execute(f"PRAGMA user_version = {number}")
-    try:
+    monkeypatch.setattr(pg if engine == "postgresql" else db, "BUSY_TIMEOUT_MS", 200)
+    with write_lock_held(db_path):
         error = expect(cli("user", "add", "x", "--password-stdin", "--json", input=GOOD_PASSWORD + "\n"),
                        "store_locked")
         assert "locked by another process" in error["message"]
-    finally:
-        release()
-    try:
-        set_version(SCHEMA_VERSION + 1)
-        error = expect(cli("user", "list", "--json"), "store_too_new")
-        assert f"schema version {SCHEMA_VERSION + 1}" in error["message"]
-        set_version(SCHEMA_VERSION - 1)
-        error = expect(cli("user", "list", "--json"), "store_outdated", 8)
-        assert "init" in error["hint"]
-    finally:
-        conn.close()
+    set_schema_version(db_path, SCHEMA_VERSION + 1)
+    error = expect(cli("user", "list", "--json"), "store_too_new")
+    assert f"schema version {SCHEMA_VERSION + 1}" in error["message"]
+    set_schema_version(db_path, SCHEMA_VERSION - 1)
+    error = expect(cli("user", "list", "--json"), "store_outdated", 8)
+    assert "init" in error["hint"]
 
 
 def test_an_unknown_role_is_exit_8_naming_host_and_cause(pg_server, config_path):
