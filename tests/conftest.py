@@ -75,6 +75,7 @@ POSTGRESQL_FILES = {
     "test_link",
     "test_audit",
     "test_errors",
+    "test_store",
 }
 
 # Files that cannot run on PostgreSQL as written, and why (kept out of POSTGRESQL_FILES).
@@ -83,7 +84,6 @@ SQLITE_ONLY = {
     # sqlite_master, json_extract, file modes); their PostgreSQL runs need those checks
     # rewritten through the store connection.
     "test_purge_concurrency": "SQLite busy-timeout and WAL behaviour (PostgreSQL: test_pgstore_race)",
-    "test_store": "store file modes, symlinks, PRAGMAs (PostgreSQL: test_pgstore)",
 }
 
 # Store-level files that build their stores without `db_path`, so they run on SQLite only too:
@@ -101,6 +101,11 @@ SQLITE_ONLY_TESTS = {
     "test_seen_table_keeps_the_first_line_of_each_hash": "looks in temp.sqlite_master",
     "test_cache_size_round_trip": "PRAGMA cache_size (PostgreSQL has none per client)",
     "test_purge_restores_the_connection_settings": "PRAGMAs the purge changes (PostgreSQL changes none)",
+    "test_store_missing_when_the_file_is_empty": "an empty file (PostgreSQL: an empty schema, test_pgstore)",
+    "test_init_in_a_missing_folder": "the store file's folder",
+    "test_random_bytes_are_a_corrupt_store": "damages the store file",
+    "test_a_damaged_page_is_a_corrupt_store": "damages a page of the store file",
+    "test_wal_and_synchronous_full": "SQLite's journal_mode, synchronous and busy_timeout PRAGMAs",
 }
 
 PG_SERVER = os.environ.get("B24RECOVER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
