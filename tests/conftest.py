@@ -86,8 +86,9 @@ SQLITE_ONLY = {
     "test_purge_concurrency": "SQLite busy-timeout and WAL behaviour (PostgreSQL: test_pgstore_race)",
 }
 
-# Store-level files that build their stores without `db_path`, so they run on SQLite only too:
-# test_fast_path (one module-wide store), test_token_state_machine (a store per hypothesis example).
+# Store-level files that build their stores without `db_path` run on both engines by their own
+# fixtures (pg_server's schema per store): test_fast_path (one module-wide store per engine),
+# test_token_state_machine (a store per hypothesis example; fewer examples on PostgreSQL).
 
 # Single tests of files that otherwise run on both engines.
 SQLITE_ONLY_TESTS = {
