@@ -418,6 +418,26 @@ def test_verify_finds_the_append_only_triggers_gone(trail, db_path, engine):
     assert "append-only triggers are gone" in r.error["message"]
 
 
+def test_verify_finds_guards_that_no_longer_refuse(trail, db_path, engine):
+    conn = connect_db(db_path)
+    try:
+        if engine == "postgresql":  # the triggers stay, their function lets everything through
+            conn.execute("CREATE OR REPLACE FUNCTION b24recover_append_only() RETURNS trigger LANGUAGE plpgsql"
+                         " AS $$ BEGIN RETURN coalesce(NEW, OLD); END $$")
+        else:
+            with conn:
+                for op in ("update", "delete"):
+                    conn.execute(f"DROP TRIGGER audit_log_no_{op}")
+                    conn.execute(f"CREATE TRIGGER audit_log_no_{op} BEFORE {op} ON audit_log BEGIN SELECT 1; END")
+        conn.execute("UPDATE audit_log SET actor = 'mallory' WHERE id = 6")  # the trail accepts it now
+        conn.commit()
+    finally:
+        conn.close()
+    r = trail("audit", "log", "--verify", "--json")
+    assert r.exit_code == 10 and r.json["broken"]["id"] == 6
+    assert r.json["guards_missing"][:2] == ["UPDATE", "DELETE"]
+
+
 def test_verify_takes_no_filters(trail):
     r = trail("audit", "log", "--verify", "--login", "anna", "--json")
     assert r.exit_code == 2 and r.error["code"] == "usage"

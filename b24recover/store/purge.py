@@ -151,12 +151,14 @@ def missing_audit_guards(conn) -> list[str]:
     audit_log has lost or has switched off."""
     if _pg(conn):
         # pg_trigger, not information_schema.triggers: that one lists a disabled trigger too
-        # (ALTER TABLE ... DISABLE TRIGGER, which the table's owner can do). tgtype bits:
+        # (ALTER TABLE ... DISABLE TRIGGER, which the table's owner can do); and the function
+        # must still refuse (as on SQLite, a trigger without RAISE is no guard). tgtype bits:
         # 2 BEFORE, 8 DELETE, 16 UPDATE, 32 TRUNCATE.
         present = {op for op, bit in (("UPDATE", 16), ("DELETE", 8), ("TRUNCATE", 32)) if conn.execute(
             "SELECT 1 FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid"
             " WHERE t.tgrelid = to_regclass('audit_log') AND NOT t.tgisinternal AND t.tgenabled <> 'D'"
-            " AND p.proname = 'b24recover_append_only' AND t.tgtype & 2 = 2 AND t.tgtype & ? = ?",
+            " AND p.proname = 'b24recover_append_only' AND p.prosrc ILIKE '%raise exception%'"
+            " AND t.tgtype & 2 = 2 AND t.tgtype & ? = ?",
             (bit, bit)).fetchone()}
         return [op for op in (*_GUARDS, "TRUNCATE") if op not in present]
     bodies = [r[0] or "" for r in conn.execute(
