@@ -288,6 +288,16 @@ def test_delivery_failed_keeps_the_message_and_the_control_string(store, config_
     expect(store("outbox", "send", "--json"), "delivery_failed")
 
 
+def test_init_without_a_schema_to_create_in_is_store_missing(pg_server, config_path, monkeypatch):
+    """PostgreSQL: a search_path naming no existing schema; init says what to create, not "run init"."""
+    monkeypatch.setenv("PGOPTIONS", "-c search_path=b24recover_no_such_schema")
+    r = subprocess.run([sys.executable, "-m", "b24recover", "--db", pg_server.url, "--config", str(config_path),
+                        "init", "--json"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    error = expect(Run(r.returncode, r.stdout, r.stderr), "store_missing")
+    assert "no schema has been selected to create in" in error["message"] and "CREATE SCHEMA" in error["hint"]
+    assert not list(config_path.parent.glob("b24recover-*.key"))  # nothing made before the store
+
+
 # ---- 2: usage --------------------------------------------------------------------------------------
 
 def test_usage_errors(store):
