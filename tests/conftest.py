@@ -86,6 +86,9 @@ POSTGRESQL_FILES = {
     "test_writeback_portal",
     "test_writeback_races",
     "test_writeback_grants",
+    "test_audit",
+    "test_errors",
+    "test_store",
 }
 
 # Files that cannot run on PostgreSQL as written, and why (kept out of POSTGRESQL_FILES).
@@ -93,14 +96,12 @@ SQLITE_ONLY = {
     # These read or damage the store file behind the tool's back with sqlite3 (rows, PRAGMAs,
     # sqlite_master, json_extract, file modes); their PostgreSQL runs need those checks
     # rewritten through the store connection.
-    "test_audit": "checks rows and triggers with sqlite3",
-    "test_errors": "damages the store file",
     "test_purge_concurrency": "SQLite busy-timeout and WAL behaviour (PostgreSQL: test_pgstore_race)",
-    "test_store": "store file modes, symlinks, PRAGMAs (PostgreSQL: test_pgstore)",
 }
 
-# Store-level files that build their stores without `db_path`, so they run on SQLite only too:
-# test_fast_path (one module-wide store), test_token_state_machine (a store per hypothesis example).
+# Store-level files that build their stores without `db_path` run on both engines by their own
+# fixtures (pg_server's schema per store): test_fast_path (one module-wide store per engine),
+# test_token_state_machine (a store per hypothesis example; fewer examples on PostgreSQL).
 
 # Single tests of files that otherwise run on both engines.
 SQLITE_ONLY_TESTS = {
@@ -115,6 +116,12 @@ SQLITE_ONLY_TESTS = {
     "test_cache_size_round_trip": "PRAGMA cache_size (PostgreSQL has none per client)",
     "test_bulk_session_clears_set_null_links_itself_with_foreign_keys_off":
         "SQLite's foreign_keys PRAGMA (PostgreSQL enforces its keys: test_a_link_from_a_table_whose_name_needs_quoting_is_cleared)",
+    "test_purge_restores_the_connection_settings": "PRAGMAs the purge changes (PostgreSQL changes none)",
+    "test_store_missing_when_the_file_is_empty": "an empty file (PostgreSQL: an empty schema, test_pgstore)",
+    "test_init_in_a_missing_folder": "the store file's folder",
+    "test_random_bytes_are_a_corrupt_store": "damages the store file",
+    "test_a_damaged_page_is_a_corrupt_store": "damages a page of the store file",
+    "test_wal_and_synchronous_full": "SQLite's journal_mode, synchronous and busy_timeout PRAGMAs",
 }
 
 PG_SERVER = os.environ.get("B24RECOVER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,7 +12,7 @@ from b24recover.config import load_settings
 from b24recover.services import audit as svc
 from b24recover.services.context import Ctx
 from b24recover.store.db import open_store
-from conftest import add_user
+from conftest import add_user, connect_db
 from tamper import tamper
 from tokenhelp import link_parts
 
@@ -42,7 +41,7 @@ def stale(cli, *extra):
 
 
 def rows(db_path, sql, params=()):
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     try:
         return conn.execute(sql, params).fetchall()
     finally:
@@ -182,13 +181,13 @@ def test_flag_combinations(store):
     assert store("audit", "tokens", "--purge", "--batch-size", "0").exit_code == 2
 
 
-def test_never_touches_a_control_string_an_undelivered_message_carries(store, clock, db_path):
+def test_never_touches_a_control_string_an_undelivered_message_carries(store, clock, db_path, engine):
     add_user(store, "anna", "--email", "anna@example.com")
     issue(store, "anna")
     clock.advance(61)
     issue(store, "anna")  # the first is superseded
     first, second = (r[0] for r in rows(db_path, "SELECT id FROM control_strings ORDER BY id"))
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     with conn:  # a message about the superseded one, still waiting (e.g. a retry of a failed send)
         conn.execute("INSERT INTO outbox (user_id, control_string_id, channel, template, lang, recipient, status,"
                      " created_at) SELECT id, ?, 'email', 'recovery_link', 'en', email, 'failed', 0 FROM users",
@@ -200,14 +199,15 @@ def test_never_touches_a_control_string_an_undelivered_message_carries(store, cl
     assert store("audit", "tokens", "--purge", "--json").json["purged"] == 0
     assert [r[0] for r in rows(db_path, "SELECT id FROM control_strings ORDER BY id")] == [first, second]
     # once delivered the message no longer needs it: the row goes, the message stays
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     with conn:
         conn.execute("UPDATE outbox SET status = 'sent', sent_at = 1")
     conn.close()
     assert store("audit", "tokens", "--purge", "--json").json["purged"] == 1
     assert [r[0] for r in rows(db_path, "SELECT id FROM control_strings")] == [second]
     assert rows(db_path, "SELECT status, control_string_id FROM outbox") == [("sent", None)]
-    assert rows(db_path, "PRAGMA foreign_key_check") == []
+    if engine == "sqlite":  # PostgreSQL checks every reference as it is written
+        assert rows(db_path, "PRAGMA foreign_key_check") == []
 
 
 def test_purge_restores_the_connection_settings(store, clock, ctx):
@@ -336,15 +336,19 @@ def test_log_as_a_table_when_piped(store):
     assert line.split("\t")[3:5] == ["user.add", "anna"] and json.loads(line.split("\t")[5])["has_password"]
 
 
-def test_the_trail_refuses_update_and_delete(store, db_path):
+def test_the_trail_refuses_update_and_delete(store, db_path, engine):
     add_user(store, "anna")
-    conn = sqlite3.connect(db_path)
+    refused = ["UPDATE audit_log SET actor = 'someone else'", "DELETE FROM audit_log WHERE id = 1"]
+    if engine == "postgresql":  # SQLite has no TRUNCATE (its DELETE without WHERE runs the trigger)
+        refused.append("TRUNCATE audit_log")
+    conn = connect_db(db_path)
     try:
-        for sql in ("UPDATE audit_log SET actor = 'someone else'", "DELETE FROM audit_log WHERE id = 1"):
-            with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        for sql in refused:
+            with pytest.raises(Exception, match="append-only"):  # sqlite3's error, or the store's
                 conn.execute(sql)
     finally:
         conn.close()
+    assert rows(db_path, "SELECT count(*) FROM audit_log")[0][0] == 2
     assert store("audit", "log", "--verify").exit_code == 0
 
 
@@ -406,12 +410,32 @@ def test_verify_finds_a_changed_login_key(trail, db_path):
     assert r.exit_code == 10 and r.json["broken"]["id"] == 2 and "login_key" in r.json["broken"]["reason"]
 
 
-def test_verify_finds_the_append_only_triggers_gone(trail, db_path):
-    tamper(db_path, restore_guards=False)
+def test_verify_finds_the_append_only_triggers_gone(trail, db_path, engine):
+    tamper(db_path, restore_guards=False)  # SQLite: dropped; PostgreSQL: disabled
     r = trail("audit", "log", "--verify", "--json")
     assert r.exit_code == 10 and r.json["broken"] is None
-    assert r.json["guards_missing"] == ["UPDATE", "DELETE"]
+    assert r.json["guards_missing"] == ["UPDATE", "DELETE"] + (["TRUNCATE"] if engine == "postgresql" else [])
     assert "append-only triggers are gone" in r.error["message"]
+
+
+def test_verify_finds_guards_that_no_longer_refuse(trail, db_path, engine):
+    conn = connect_db(db_path)
+    try:
+        if engine == "postgresql":  # the triggers stay, their function lets everything through
+            conn.execute("CREATE OR REPLACE FUNCTION b24recover_append_only() RETURNS trigger LANGUAGE plpgsql"
+                         " AS $$ BEGIN RETURN coalesce(NEW, OLD); END $$")
+        else:
+            with conn:
+                for op in ("update", "delete"):
+                    conn.execute(f"DROP TRIGGER audit_log_no_{op}")
+                    conn.execute(f"CREATE TRIGGER audit_log_no_{op} BEFORE {op} ON audit_log BEGIN SELECT 1; END")
+        conn.execute("UPDATE audit_log SET actor = 'mallory' WHERE id = 6")  # the trail accepts it now
+        conn.commit()
+    finally:
+        conn.close()
+    r = trail("audit", "log", "--verify", "--json")
+    assert r.exit_code == 10 and r.json["broken"]["id"] == 6
+    assert r.json["guards_missing"][:2] == ["UPDATE", "DELETE"]
 
 
 def test_verify_takes_no_filters(trail):
@@ -454,12 +478,12 @@ def test_purge_deletes_exactly_the_stale_rows_no_message_needs(ctx, clock, rows_
         if state == "active":
             has_active.add(who)
             row = conn.execute("INSERT INTO control_strings (user_id, kind, channel, secret_hash, created_at,"
-                               " expires_at) VALUES (?, 'link', 'none', ?, ?, ?)",
-                               (users[who], f"h{n}", at - DAY, at)).lastrowid
+                               " expires_at) VALUES (?, 'link', 'none', ?, ?, ?)"
+                               " RETURNING id", (users[who], f"h{n}", at - DAY, at)).fetchone()[0]
         else:
             row = conn.execute("INSERT INTO control_strings (user_id, kind, channel, secret_hash, state, created_at,"
-                               " expires_at, ended_at) VALUES (?, 'link', 'none', ?, ?, ?, ?, ?)",
-                               (users[who], f"h{n}", state, at - DAY, at + DAY, at)).lastrowid
+                               " expires_at, ended_at) VALUES (?, 'link', 'none', ?, ?, ?, ?, ?)"
+                               " RETURNING id", (users[who], f"h{n}", state, at - DAY, at + DAY, at)).fetchone()[0]
         if message:
             conn.execute("INSERT INTO outbox (user_id, control_string_id, channel, template, lang, recipient, status,"
                          " created_at) VALUES (?, ?, 'email', 'recovery_link', 'en', 'x@example.com', ?, 0)",
@@ -473,4 +497,5 @@ def test_purge_deletes_exactly_the_stale_rows_no_message_needs(ctx, clock, rows_
     assert report["purged"] == len(rows_spec) - len(keep)
     assert svc.stale_tokens(ctx)["total"] == 0
     assert conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == sum(1 for r in rows_spec if r[3])
-    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    if ctx.store.engine == "sqlite":  # PostgreSQL checks every reference as it is written
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []

@@ -4,13 +4,14 @@ as the `{"error": {"code", "message", "hint"}}` object on stderr under --json.""
 from __future__ import annotations
 
 import json
-import sqlite3
+import subprocess
 import sys
 
 import pytest
 
 from b24recover.errors import ERROR_CODES, B24Error, ExitCode
-from conftest import GOOD_PASSWORD, add_user
+from conftest import GOOD_PASSWORD, ROOT, Run, add_user, connect_db
+from tamper import set_schema_version, write_lock_held
 from tokenhelp import last_code, link_parts
 from ux_pty import pty_run
 
@@ -222,7 +223,9 @@ def test_password_mismatch_at_a_terminal(store, db_path, config_path, tmp_path):
     assert code == 0, out
     from b24recover.services.passwords import verify_password
 
-    stored = sqlite3.connect(db_path).execute("SELECT password_hash FROM users WHERE login = 'anna'").fetchone()[0]
+    conn = connect_db(db_path)
+    stored = conn.execute("SELECT password_hash FROM users WHERE login = 'anna'").fetchone()[0]
+    conn.close()
     assert verify_password("same passphrase twice", stored)
 
 
@@ -238,21 +241,35 @@ def test_throttled(store, clock):
     assert store("token", "issue", "anna", "--via", "email").exit_code == 0
 
 
-def test_store_errors(cli, db_path, monkeypatch):
-    expect(cli("user", "list", "--json"), "store_missing")
+def test_store_errors(cli, db_path, engine, monkeypatch):
+    from b24recover.store.schema import SCHEMA_VERSION
+
+    expect(cli("user", "list", "--json"), "store_missing")  # nothing there yet: no schema
     assert cli("init").exit_code == 0
     import b24recover.store.db as db
+    import b24recover.store.pg as pg
 
-    monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 200)
-    holder = sqlite3.connect(db_path, isolation_level=None)
-    holder.execute("BEGIN EXCLUSIVE")
-    try:
-        expect(cli("user", "add", "x", "--password-stdin", "--json", input=GOOD_PASSWORD + "\n"), "store_locked")
-    finally:
-        holder.execute("ROLLBACK")
-    holder.execute("PRAGMA user_version = 99")
-    holder.close()
-    expect(cli("user", "list", "--json"), "store_too_new")
+    monkeypatch.setattr(pg if engine == "postgresql" else db, "BUSY_TIMEOUT_MS", 200)
+    with write_lock_held(db_path):
+        error = expect(cli("user", "add", "x", "--password-stdin", "--json", input=GOOD_PASSWORD + "\n"),
+                       "store_locked")
+        assert "locked by another process" in error["message"]
+    set_schema_version(db_path, SCHEMA_VERSION + 1)
+    error = expect(cli("user", "list", "--json"), "store_too_new")
+    assert f"schema version {SCHEMA_VERSION + 1}" in error["message"]
+    set_schema_version(db_path, SCHEMA_VERSION - 1)
+    error = expect(cli("user", "list", "--json"), "store_outdated", 8)
+    assert "init" in error["hint"]
+
+
+def test_an_unknown_role_is_exit_8_naming_host_and_cause(pg_server, config_path):
+    """PostgreSQL refusing the login (here trust auth: a role it does not know) is exit 8, no traceback."""
+    host, port = pg_server.admin.params["host"], pg_server.admin.params.get("port", 5432)
+    url = f"postgresql://b24recover_no_such_role@{host}:{port}/{pg_server.dbname}"
+    r = subprocess.run([sys.executable, "-m", "b24recover", "--db", url, "--config", str(config_path),
+                        "user", "list", "--json"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    error = expect(Run(r.returncode, r.stdout, r.stderr), "store_missing")
+    assert host in error["message"] and 'role "b24recover_no_such_role" does not exist' in error["message"]
 
 
 def test_delivery_failed_keeps_the_message_and_the_control_string(store, config_path):
@@ -269,6 +286,16 @@ def test_delivery_failed_keeps_the_message_and_the_control_string(store, config_
     assert [m["recipient"] for m in failed] == ["+79123456789"]
     assert [t["state"] for t in store("token", "list", "anna", "--json").json["control_strings"]] == ["active"]
     expect(store("outbox", "send", "--json"), "delivery_failed")
+
+
+def test_init_without_a_schema_to_create_in_is_store_missing(pg_server, config_path, monkeypatch):
+    """PostgreSQL: a search_path naming no existing schema; init says what to create, not "run init"."""
+    monkeypatch.setenv("PGOPTIONS", "-c search_path=b24recover_no_such_schema")
+    r = subprocess.run([sys.executable, "-m", "b24recover", "--db", pg_server.url, "--config", str(config_path),
+                        "init", "--json"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    error = expect(Run(r.returncode, r.stdout, r.stderr), "store_missing")
+    assert "no schema has been selected to create in" in error["message"] and "CREATE SCHEMA" in error["hint"]
+    assert not list(config_path.parent.glob("b24recover-*.key"))  # nothing made before the store
 
 
 # ---- 2: usage --------------------------------------------------------------------------------------

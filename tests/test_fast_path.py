@@ -35,25 +35,39 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def populated(tmp_path_factory):
-    from typer.testing import CliRunner
-
-    from b24recover.cli.app import app
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def populated(request, tmp_path_factory):
+    """One store for the module, on each engine (PostgreSQL: a schema of the session's database)."""
+    from conftest import PgTestURL
 
     base = tmp_path_factory.mktemp("fast")
     db_path, config_path = base / "b24.db", base / "b24recover.toml"
     config_path.write_text("[hashing]\nbcrypt_rounds = 4\n[tokens]\nresend_interval = \"1s\"\n", encoding="utf-8")
+    with pytest.MonkeyPatch.context() as env:
+        if request.param == "postgresql":
+            server = request.getfixturevalue("pg_server")
+            schema = server.new_schema()
+            env.setenv("PGOPTIONS", f"-c search_path={schema},public")  # the CLI's children inherit it
+            db_path = PgTestURL(server.url, config_path)
+        _populate(db_path, config_path)
+        yield db_path, config_path
+    if request.param == "postgresql":
+        server.drop_schema(schema)
+
+
+def _populate(db_path, config_path):
+    from typer.testing import CliRunner
+
+    from b24recover.cli.app import app
+    from conftest import Run
 
     def cli(*args, input=None):
         r = CliRunner().invoke(app, ["--db", str(db_path), "--config", str(config_path), *args], input=input)
-        from conftest import Run
         return Run(r.exit_code, r.stdout, r.stderr)
 
     assert cli("init").exit_code == 0
     add_user(cli, "anna", "--email", "anna@example.com", "--phone", "+79123456789", "--name", "Anna",
              "--last-name", "Ivanova")
-    return db_path, config_path
 
 
 @pytest.mark.parametrize("argv", CASES, ids=[" ".join(c) for c in CASES])

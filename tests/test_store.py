@@ -16,7 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import GOOD_PASSWORD, ROOT, add_user
+from conftest import GOOD_PASSWORD, ROOT, add_user, connect_db
+from tamper import schema_version, set_schema_version, write_lock_held
 
 
 def mode(path: Path) -> int:
@@ -31,7 +32,7 @@ def assert_store_error(run, code: str) -> None:
 
 
 def user_rows(db_path: Path) -> list[tuple]:
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     try:
         return conn.execute("SELECT login, email, phone, blocked FROM users ORDER BY id").fetchall()
     finally:
@@ -40,13 +41,24 @@ def user_rows(db_path: Path) -> list[tuple]:
 
 # ---- stores that cannot be used -------------------------------------------------------------
 
-def test_store_missing_when_there_is_no_file(cli, db_path):
+def tables(db_path) -> list[str]:
+    """The PostgreSQL test store's tables (its schema)."""
+    conn = connect_db(db_path)
+    try:
+        return [r[0] for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename")]
+    finally:
+        conn.close()
+
+
+def test_store_missing_when_there_is_no_file(cli, db_path, engine):
     for args in (("user", "list", "--json"), ("lookup", "anna", "--json"),
                  ("user", "add", "anna", "--password-stdin", "--json")):
         r = cli(*args, input=GOOD_PASSWORD + "\n")
         assert_store_error(r, "store_missing")
         assert "init" in r.error["hint"]
-    assert not db_path.exists()  # a read or a write never creates a store by accident
+    # a read or a write never creates a store by accident
+    assert (tables(db_path) == []) if engine == "postgresql" else not db_path.exists()
 
 
 def test_store_missing_when_the_file_is_empty(cli, db_path):
@@ -57,13 +69,16 @@ def test_store_missing_when_the_file_is_empty(cli, db_path):
     assert not Path(str(db_path) + "-wal").exists()
 
 
-def test_store_missing_when_the_file_is_another_database(cli, db_path):
-    other = sqlite3.connect(db_path)
+def test_store_missing_when_the_file_is_another_database(cli, db_path, engine):
+    other = connect_db(db_path)
     other.execute("CREATE TABLE notes (text TEXT)")
     other.commit()
     other.close()
     r = cli("user", "add", "anna", "--password-stdin", "--json", input=GOOD_PASSWORD + "\n")
     assert_store_error(r, "store_missing")
+    if engine == "postgresql":  # someone else's schema: nothing of ours was added to it
+        assert tables(db_path) == ["notes"]
+        return
     other = sqlite3.connect(db_path)
     try:
         # Someone else's database keeps its journal mode: switching it to WAL can break its owner.
@@ -80,35 +95,26 @@ def test_init_in_a_missing_folder(cli, tmp_path, config_path):
 
 
 def test_store_too_new(store, proc, db_path):
-    conn = sqlite3.connect(db_path)
-    conn.execute("PRAGMA user_version = 99")
-    conn.close()
+    set_schema_version(db_path, 99)
     assert_store_error(proc("user", "list", "--json"), "store_too_new")
     for args in (("lookup", "anna", "--json"), ("init", "--json"),
                  ("user", "add", "anna", "--password-stdin", "--json")):
         assert_store_error(store(*args, input=GOOD_PASSWORD + "\n"), "store_too_new")
-    conn = sqlite3.connect(db_path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 99  # init did not "upgrade" it down
-    conn.close()
+    assert schema_version(db_path) == 99  # init did not "upgrade" it down
 
 
 def test_store_locked_fails_fast_and_readers_still_read(store, proc, db_path):
     add_user(store, "anna")
-    holder = sqlite3.connect(db_path, isolation_level=None)
-    holder.execute("BEGIN EXCLUSIVE")
-    try:
+    with write_lock_held(db_path):
         env = {"B24RECOVER_BUSY_TIMEOUT_MS": "300"}
         r = proc("user", "block", "anna", "--json", env=env)
         assert_store_error(r, "store_locked")
         # it gave up while the lock was still held, after the 0.3 s it was given, not the 10 s
         # default (how long that takes in seconds: bench/bench_timeouts.py)
         assert "locked by another process for more than 0.3 s" in r.error["message"], r.stderr
-        # WAL: a reader is not blocked by a writer.
+        # WAL (on PostgreSQL, MVCC): a reader is not blocked by a writer.
         looked = proc("lookup", "anna", "--json", env=env)
         assert looked.exit_code == 0 and looked.json["matches"][0]["state"] == "active"
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
     assert user_rows(db_path) == [("anna", None, None, 0)]
     assert store("user", "block", "anna").exit_code == 0
 
@@ -154,12 +160,12 @@ def test_init_is_idempotent(proc, db_path):
     assert second.json["applied"] == [] and second.json["key_created"] is False
     assert second.json["schema_version"] == first.json["schema_version"]
     assert Path(second.json["key_file"]).read_bytes() == key  # the key is never replaced
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     assert conn.execute("SELECT count(*) FROM audit_log WHERE action = 'store.init'").fetchone()[0] == 1
     conn.close()
 
 
-def test_concurrent_init_from_four_processes(db_path, config_path):
+def test_concurrent_init_from_four_processes(db_path, config_path, engine):
     argv = [sys.executable, "-m", "b24recover", "--db", str(db_path), "--config", str(config_path), "init", "--json"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("B24RECOVER_")}
     procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
@@ -172,8 +178,9 @@ def test_concurrent_init_from_four_processes(db_path, config_path):
     applied = [json.loads(out)["applied"] for _, out, _ in results]
     assert sum(1 for a in applied if a) == 1  # exactly one process migrated
     assert sum(json.loads(out)["key_created"] for _, out, _ in results) == 1
-    conn = sqlite3.connect(db_path)
-    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn = connect_db(db_path)
+    if engine == "sqlite":
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert conn.execute("SELECT count(*) FROM audit_log WHERE action = 'store.init'").fetchone()[0] == 1
     conn.close()
 
@@ -197,18 +204,23 @@ def issued_twice(cli, db_path, permissive_umask):
     assert cli("token", "issue", "anna", "--via", "email").exit_code == 0
     # Hold another reader open: -wal/-shm must still be 0600 (they follow the database file's
     # mode, not whoever happens to open it first).
-    reader = sqlite3.connect(db_path)
+    reader = connect_db(db_path)
     reader.execute("SELECT count(*) FROM users").fetchone()
     try:
         assert cli("token", "issue", "anna", "--via", "sms", "--force").exit_code == 0
-        yield Path(str(db_path) + ".outbox")
+        yield Path(local_base(db_path) + ".outbox")
     finally:
         reader.close()
 
 
-def test_store_key_and_outbox_files_are_private(issued_twice, db_path):
-    for suffix in ("", "-wal", "-shm", ".key"):
-        path = Path(str(db_path) + suffix)
+def local_base(db_path) -> str:
+    """What the key file and the outbox are named after: the SQLite file, or see conftest.PgTestURL."""
+    return getattr(db_path, "local_base", str(db_path))
+
+
+def test_store_key_and_outbox_files_are_private(issued_twice, db_path, engine):
+    for suffix in ("", "-wal", "-shm", ".key") if engine == "sqlite" else (".key",):
+        path = Path(local_base(db_path) + suffix)
         assert path.exists(), path
         assert mode(path) == 0o600, (path, oct(mode(path)))
     files = [p for p in issued_twice.rglob("*") if p.is_file()]
@@ -265,7 +277,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
-def test_four_processes_writing_at_once(proc, db_path, config_path, tmp_path):
+def test_four_processes_writing_at_once(proc, db_path, config_path, tmp_path, engine):
     assert proc("init").exit_code == 0
     script = tmp_path / "writer.py"
     script.write_text(WRITER, encoding="utf-8")
@@ -284,9 +296,10 @@ def test_four_processes_writing_at_once(proc, db_path, config_path, tmp_path):
     logins = [row[0] for row in user_rows(db_path)]
     assert len(logins) == 120
     assert set(logins) == {f"w{n}_{i:02d}" for n in range(4) for i in range(30)}
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     try:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        if engine == "sqlite":
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert conn.execute("SELECT count(*) FROM audit_log WHERE action = 'user.add'").fetchone()[0] == 120
     finally:
         conn.close()
@@ -310,8 +323,7 @@ def assert_chain_intact(db_path: Path) -> None:
 # ---- audit trail --------------------------------------------------------------------------------
 
 def audit_rows(db_path: Path) -> list[sqlite3.Row]:
-    conn = sqlite3.connect(db_path)
-    conn.row_factory = sqlite3.Row
+    conn = connect_db(db_path, rows_by_name=True)
     try:
         return conn.execute("SELECT * FROM audit_log ORDER BY id").fetchall()
     finally:
@@ -356,7 +368,7 @@ def test_audit_never_holds_a_password_or_hash(store, db_path):
     store("user", "update", "anna", "--name", "Anna")
     store("user", "block", "anna")
     store("user", "unblock", "anna")
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     stored_hash = conn.execute("SELECT password_hash FROM users").fetchone()[0]
     conn.close()
     assert stored_hash

@@ -56,6 +56,10 @@ def translate(exc: psycopg2.Error, name) -> B24Error:
     if isinstance(exc, psycopg2.errors.InsufficientPrivilege):
         return B24Error("store_missing", f"the store {name} refused access: {_first_line(exc)}",
                         hint="Grant the role its rights (docs/operations.md, 'Several nodes on one PostgreSQL store').")
+    if isinstance(exc, psycopg2.errors.InvalidSchemaName):  # search_path names no existing schema
+        return B24Error("store_missing", f"the store {name} has no schema to keep its tables in: {_first_line(exc)}",
+                        hint="Create the schema (CREATE SCHEMA ...) or fix the search_path (PGOPTIONS, or the "
+                             "role's settings), then run: b24recover init.")
     if isinstance(exc, (psycopg2.errors.UndefinedTable, psycopg2.errors.UndefinedColumn,
                         psycopg2.errors.UndefinedObject, psycopg2.errors.UndefinedFunction)):
         return B24Error("store_corrupt", f"the store {name} lacks part of its schema: {_first_line(exc)}",

@@ -147,13 +147,20 @@ _GUARDS = {"UPDATE": re.compile(r"\bBEFORE\s+UPDATE\b", re.I), "DELETE": re.comp
 
 
 def missing_audit_guards(conn) -> list[str]:
-    """Which of the append-only triggers (refusing UPDATE and DELETE) audit_log has lost."""
+    """Which of the append-only triggers (refusing UPDATE and DELETE, and on PostgreSQL TRUNCATE)
+    audit_log has lost or has switched off."""
     if _pg(conn):
-        present = {r[0] for r in conn.execute(
-            "SELECT t.event_manipulation FROM information_schema.triggers t"
-            " WHERE t.event_object_schema = current_schema() AND t.event_object_table = 'audit_log'"
-            " AND t.action_timing = 'BEFORE' AND t.action_statement LIKE '%b24recover_append_only%'")}
-        return [op for op in _GUARDS if op not in present]
+        # pg_trigger, not information_schema.triggers: that one lists a disabled trigger too
+        # (ALTER TABLE ... DISABLE TRIGGER, which the table's owner can do); and the function
+        # must still refuse (as on SQLite, a trigger without RAISE is no guard). tgtype bits:
+        # 2 BEFORE, 8 DELETE, 16 UPDATE, 32 TRUNCATE.
+        present = {op for op, bit in (("UPDATE", 16), ("DELETE", 8), ("TRUNCATE", 32)) if conn.execute(
+            "SELECT 1 FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid"
+            " WHERE t.tgrelid = to_regclass('audit_log') AND NOT t.tgisinternal AND t.tgenabled <> 'D'"
+            " AND p.proname = 'b24recover_append_only' AND p.prosrc ILIKE '%raise exception%'"
+            " AND t.tgtype & 2 = 2 AND t.tgtype & ? = ?",
+            (bit, bit)).fetchone()}
+        return [op for op in (*_GUARDS, "TRUNCATE") if op not in present]
     bodies = [r[0] or "" for r in conn.execute(
         "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_log'")]
     return [op for op, pattern in _GUARDS.items()
