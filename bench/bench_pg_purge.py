@@ -47,7 +47,7 @@ def fill(url: str, rows: int, accounts: int) -> dict:
     conn = psycopg2.connect(url)
     try:
         cur = conn.cursor()
-        cur.copy_expert("COPY control_strings (user_id, secret_hash, state, created_at, expires_at, ended_at)"
+        cur.copy_expert("COPY control_strings (kind, channel, user_id, secret_hash, state, created_at, expires_at, ended_at)"
                         " FROM STDIN", _with_defaults(buf))
         conn.commit()
         conn.autocommit = True
