@@ -212,6 +212,9 @@ class Store:
     """The PostgreSQL store: same methods as store.db.Store."""
 
     engine = "postgresql"
+    # A process waiting in write() is queued on the advisory lock and gets it as soon as the
+    # holder commits, before the holder's next request: a long job needs no pauses to let it in.
+    lock_queues_waiters = True
 
     def __init__(self, conn: Connection, path: StoreURL):
         self.conn, self.path = conn, path
