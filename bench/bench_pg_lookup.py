@@ -42,12 +42,12 @@ def _server():
     return conn
 
 
-def build_pg(n: int, workdir) -> tuple[str, float]:
+def build_pg(n: int, workdir, prefix: str = "b24bench_lookup") -> tuple[str, float]:
     """A database with `b24recover init`, then n accounts by COPY (indexes and full-text built as
     the rows go in, as on a store that grew by itself). Returns (URL, seconds)."""
     import psycopg2
 
-    name = f"b24bench_lookup_{n}"
+    name = f"{prefix}_{n}"
     base = SERVER.rsplit("/", 1)[0]
     url = f"{base}/{name}"
     t0 = time.perf_counter()

@@ -30,8 +30,7 @@ class NewAccount:
 
 
 def account_view(conn, row) -> dict:
-    socials = user_store.socials(conn, row["id"])
-    pending = user_store.pending(conn, row["id"])
+    providers, pending = user_store.providers_and_pending(conn, row["id"])
     return {
         "login": row["login"],
         "name": row["name"],
@@ -41,8 +40,8 @@ def account_view(conn, row) -> dict:
         "lang": row["lang"],
         "state": "blocked" if row["blocked"] else "active",
         "has_password": row["password_hash"] is not None,
-        "social": sorted({s["provider"] for s in socials}),
-        "pending": [pending["address"]] if pending else [],
+        "social": providers,
+        "pending": [pending] if pending else [],
         "must_change_password": bool(row["must_change_password"]),
         "portal_id": row["portal_id"],
         "external": row["external"],

@@ -80,6 +80,9 @@ class Store:
     """The SQLite store. store/pg.py has the same interface for PostgreSQL."""
 
     engine = "sqlite"
+    # A writer waiting for SQLite's lock sleeps in its busy handler and retries: a long job
+    # must leave the lock free now and then (services/audit.py Pacer). store/pg.py: True.
+    lock_queues_waiters = False
 
     def __init__(self, conn: sqlite3.Connection, path: Path):
         self.conn = conn

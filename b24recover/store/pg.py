@@ -19,12 +19,31 @@ import re
 import time
 from contextlib import contextmanager
 
-import psycopg2
-import psycopg2.errors
-import psycopg2.extensions
-
 from ..errors import B24Error
 from .url import StoreURL
+
+
+def _import_driver():
+    """Import psycopg2 without Python's ssl module: psycopg2 imports it only so that Python sets
+    OpenSSL 1.0's locking callbacks (psycopgmodule.c, libcrypto_threads_init), and falls back to
+    libpq's own set-up when it cannot. OpenSSL 1.1+ (all Python 3.11 accepts) needs no callbacks,
+    libpq still speaks TLS itself, and the import costs ~10 ms of every PostgreSQL start."""
+    import sys
+
+    if "psycopg2" in sys.modules or "ssl" in sys.modules:
+        return
+    sys.modules["ssl"] = None  # `import ssl` raises ImportError while this stands
+    try:
+        import psycopg2  # noqa: F401
+    finally:
+        del sys.modules["ssl"]  # a later `import ssl` (SMTP, PyMySQL) loads it as usual
+
+
+_import_driver()
+
+import psycopg2  # noqa: E402
+import psycopg2.errors  # noqa: E402
+import psycopg2.extensions  # noqa: E402
 
 # One bigint names the store-wide write lock (b"b24rcvr1"); `init` migrates under it too, so
 # writers wait for a migration and nodes racing to init queue on it.
@@ -197,6 +216,9 @@ class Store:
     """The PostgreSQL store: same methods as store.db.Store."""
 
     engine = "postgresql"
+    # A process waiting in write() is queued on the advisory lock and gets it as soon as the
+    # holder commits, before the holder's next request: a long job needs no pauses to let it in.
+    lock_queues_waiters = True
 
     def __init__(self, conn: Connection, path: StoreURL):
         self.conn, self.path = conn, path
@@ -210,8 +232,8 @@ class Store:
         for attempt in range(1, TRANSACTION_TRIES + 1):
             try:
                 cur = conn.raw.cursor()
-                cur.execute("BEGIN")
-                cur.execute("SELECT pg_advisory_xact_lock(%s)", (STORE_LOCK,))
+                # One round trip: PostgreSQL runs both statements of one query string in order.
+                cur.execute("BEGIN; SELECT pg_advisory_xact_lock(%s)", (STORE_LOCK,))
                 break
             except _RETRY_TRANSACTION as exc:
                 conn.rollback_quietly()

@@ -48,6 +48,17 @@ def delete_batch(conn, state: str, cutoff: int, limit: int, set_null: list[tuple
 
     `set_null` lists (table, column) references to clear by hand when the connection runs with
     foreign keys off (see bulk_session); it is empty when SQLite enforces them itself."""
+    if _pg(conn):
+        # One statement, one round trip. `= ANY(ARRAY(...))` makes the delete fetch its rows by
+        # primary key (an `IN (SELECT ...)` was planned as a hash join over the whole table), and
+        # ORDER BY ended_at walks the (state, ended_at) index: a plain LIMIT was planned as a
+        # sequential scan, which re-reads the rows earlier batches left dead before vacuum.
+        order = "" if state == "expired" else " ORDER BY c.ended_at"
+        return conn.execute(
+            f"DELETE FROM control_strings WHERE id = ANY(ARRAY(SELECT c.id FROM control_strings c"
+            f" WHERE {_stale(state)} AND NOT {_HELD}{order} LIMIT :limit))",
+            {"state": state, "cutoff": cutoff, "limit": limit},
+        ).rowcount
     ids = [r[0] for r in conn.execute(
         f"SELECT c.id FROM control_strings c WHERE {_stale(state)} AND NOT {_HELD} LIMIT :limit",
         {"state": state, "cutoff": cutoff, "limit": limit},

@@ -145,6 +145,17 @@ def socials(conn, user_id: int):
     ).fetchall()
 
 
+def providers_and_pending(conn, user_id: int) -> tuple[list[str], str | None]:
+    """The account's social providers (sorted, once each) and its pending address, in one query:
+    on a PostgreSQL store every query is a round trip, and `lookup` shows both for each match."""
+    rows = conn.execute(
+        "SELECT DISTINCT 0 AS part, provider AS value FROM social_identities WHERE user_id = ?"
+        " UNION ALL SELECT 1, address FROM pending_addresses WHERE user_id = ? ORDER BY part, value",
+        (user_id, user_id),
+    ).fetchall()
+    return [r["value"] for r in rows if r["part"] == 0], next((r["value"] for r in rows if r["part"] == 1), None)
+
+
 def social_owner(conn, provider: str, subject: str):
     return conn.execute(
         "SELECT users.* FROM social_identities JOIN users ON users.id = social_identities.user_id"
