@@ -79,6 +79,7 @@ def link(ctx: Ctx, login: str, *, email: str | None = None, phone: str | None = 
 
 
 def _refuse_portal_obstacles(ctx: Ctx, user, channel: str, address: str) -> None:
+    refuse_external(user)  # its own refusal first
     if user[("email" if channel == "email" else "phone")] == address:
         return
     if channel == "sms":
