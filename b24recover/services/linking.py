@@ -80,12 +80,8 @@ def link(ctx: Ctx, login: str, *, email: str | None = None, phone: str | None = 
 
 def _refuse_portal_obstacles(ctx: Ctx, user, channel: str, address: str) -> None:
     refuse_external(user)  # its own refusal first
-    if user[("email" if channel == "email" else "phone")] == address:
-        return
-    if channel == "sms":
-        writeback.refuse_portal_obstacle(ctx, user, "phone", {"phone": address, "confirmed": True})
-    if writeback.first_password(ctx.store.conn, user):
-        writeback.refuse_portal_obstacle(ctx, user, "password", {"first": True})
+    if user["email" if channel == "email" else "phone"] != address:  # already linked: nothing to send
+        writeback.refuse_link_obstacles(ctx, user, phone=address if channel == "sms" else None)
 
 
 def _link_social(ctx: Ctx, login: str, provider: str, subject: str) -> dict:

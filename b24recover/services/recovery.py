@@ -71,12 +71,9 @@ def redeem(ctx: Ctx, login: str, secret: str, password: str) -> dict:
 def _refuse_portal_obstacles(ctx: Ctx, user, row) -> None:
     """What the portal could not take (the number another portal user holds, the login of an
     internal namesake) refuses the redemption before the control string is used."""
-    conn = ctx.store.conn
-    pending = user_store.pending(conn, user["id"]) if row["purpose"] == "link" else None
-    if pending is not None and pending["channel"] == "sms" and pending["address"] == row["address"]:
-        writeback.refuse_portal_obstacle(ctx, user, "phone", {"phone": pending["address"], "confirmed": True})
-    if writeback.first_password(conn, user):
-        writeback.refuse_portal_obstacle(ctx, user, "password", {"first": True})
+    pending = user_store.pending(ctx.store.conn, user["id"]) if row["purpose"] == "link" else None
+    sms = pending is not None and pending["channel"] == "sms" and pending["address"] == row["address"]
+    writeback.refuse_link_obstacles(ctx, user, phone=pending["address"] if sms else None)
 
 
 def _confirm_pending(ctx: Ctx, conn, user, row) -> str | None:

@@ -97,6 +97,17 @@ def refuse_portal_obstacle(ctx: Ctx, user, kind: str, payload: dict) -> None:
                        hint="Resolve it in the portal (or choose another value), then run the command again.")
 
 
+def refuse_link_obstacles(ctx: Ctx, user, *, phone: str | None = None) -> None:
+    """`link` before it sends a control string, `redeem` before it uses one: the number to be
+    confirmed, and a social-only account's first password, must be ones the portal can take."""
+    if not enabled(ctx, user):
+        return
+    if phone is not None:
+        refuse_portal_obstacle(ctx, user, "phone", {"phone": phone, "confirmed": True})
+    if first_password(ctx.store.conn, user):
+        refuse_portal_obstacle(ctx, user, "password", {"first": True})
+
+
 def first_password(conn, user) -> bool:
     """Whether a new password is a social-only account's first one (its portal row is then made
     internal, as docs/bitrix.md explains)."""
