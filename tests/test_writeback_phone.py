@@ -66,6 +66,17 @@ def test_a_number_another_portal_user_holds_is_refused_before_any_change(cli, po
     assert cli("user", "show", "ivan", "--json").json["phone"] is None
     assert phone_rows(portal, pid) == [] and phone_rows(portal, other) == [(PHONE, "Y")]
     assert writes(db_path) == 0
+    # Taken between the link and its code: the redemption is refused and uses nothing up.
+    assert cli("link", "ivan", "--phone", OTHER_PHONE).exit_code == 0
+    code = last_code(db_path)
+    portal.execute("UPDATE b_user_phone_auth SET PHONE_NUMBER = %s WHERE USER_ID = %s", (OTHER_PHONE, other))
+    redeemed = cli("redeem", "ivan", "--control-string-stdin", "--password-stdin", "--json",
+                   input=f"{code}\n{NEW_PASSWORD}\n")
+    assert redeemed.exit_code == 4 and redeemed.error["code"] == "conflict", redeemed.stderr
+    assert f"user ID {other} already has the sign-in number {OTHER_PHONE}" in redeemed.error["message"]
+    assert cli("token", "list", "ivan", "--json").json["control_strings"][0]["state"] == "active"
+    assert cli("user", "show", "ivan", "--json").json["phone"] is None
+    assert phone_rows(portal, pid) == [] and writes(db_path) == 0
 
 
 def test_a_number_taken_while_queued_fails_with_the_reason_not_a_driver_error(cli, portal, synced, config_path,
