@@ -59,13 +59,19 @@ def test_the_documented_grants_suffice_for_sync_and_every_write_back(store, cli,
     db, role = limited
     pid = add(db, "ivan", EMAIL="ivan@example.com")
     remembered_sign_in(db, pid)
+    social = add(db, "VK_1", EXTERNAL_AUTH_ID="socservices")
+    db.execute("INSERT INTO b_socialservices_user (LOGIN, EXTERNAL_AUTH_ID, USER_ID, XML_ID) VALUES ('VK_1', 'VKontakte',"
+               " %s, '1')", (social,))
     monkeypatch.setenv("B24_PORTAL_PW", PASSWORD)
     configure(config_path, db, dsn=db.dsn.replace(f"//{db.user}@", f"//{role}@"))
     config_path.write_text(config_path.read_text(encoding="utf-8") + 'password_env = "B24_PORTAL_PW"\n', encoding="utf-8")
     synced = cli("portal", "sync", "--json")
     assert synced.exit_code == 0, synced.stderr
-    assert synced.json["added"] == 1
+    assert synced.json["added"] == 2
     for args, stdin in ((("reset", "ivan", "--password-stdin"), "granted new password 9\n"),
+                        (("reset", "VK_1", "--password-stdin"), "a first password here 8\n"),
+                        (("user", "update", "ivan", "--phone", "+79161112233"), None),
+                        (("user", "update", "ivan", "--phone", "+79162223344"), None),
                         (("token", "issue", "ivan", "--via", "email"), None),
                         (("token", "revoke", "ivan"), None),
                         (("user", "block", "ivan"), None), (("user", "unblock", "ivan"), None),
@@ -73,6 +79,9 @@ def test_the_documented_grants_suffice_for_sync_and_every_write_back(store, cli,
         done = cli(*args, input=stdin)
         assert done.exit_code == 0, (args, done.stderr)
         clock.advance(120)
+    assert db.query("SELECT PHONE_NUMBER, CONFIRMED FROM b_user_phone_auth WHERE USER_ID = %s", (pid,)) == \
+        [("+79162223344", "N")]
+    assert db.query("SELECT EXTERNAL_AUTH_ID FROM b_user WHERE ID = %s", (social,)) == [("",)]
     row = b_user(db, pid)
     assert row["EMAIL"] == "ivan.new@example.com" and row["BLOCKED"] == "N" and row["CHECKWORD"] is None
     assert count(db, "b_user_stored_auth", pid) == 0 and count(db, "b_user_password", pid) == 1

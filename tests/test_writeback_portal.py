@@ -264,4 +264,5 @@ def test_portal_status_says_what_write_touches(cli, portal, synced):
     assert shown.exit_code == 0, shown.stderr
     assert "b_user_stored_auth: DELETE" in shown.stdout + shown.stderr
     assert set(cli("portal", "status", "--json").json["writes"]) == {"b_user", "b_user_password",
-                                                                     "b_user_stored_auth", "b_user_auth_action"}
+                                                                     "b_user_stored_auth", "b_user_auth_action",
+                                                                     "b_user_phone_auth"}

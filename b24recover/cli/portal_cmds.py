@@ -140,7 +140,7 @@ def show_dry_run(plans: list[dict], as_json: bool) -> None:
 @handle_errors
 def push(ctx: typer.Context, as_json: bool = JSON):
     """Apply the portal write-backs still pending or failed (passwords, checkwords, blocks,
-    emails: SPEC §6), each exactly once however many pushes run at once. For cron, like
+    emails, phones: SPEC §6), each exactly once however many pushes run at once. For cron, like
     'outbox send'. Exit 9 when some could still not be applied (they stay queued).
 
     Examples:

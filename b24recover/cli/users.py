@@ -202,9 +202,16 @@ def update(
         from ..services.writeback import preview
         from .portal_cmds import show_dry_run
 
-        address = ids.normalize_email(email)[0] if email is not None else None
-        return show_dry_run([preview(service_ctx(ctx), login, "email" if email is not None or clear_email else None,
-                                     email=address)], as_json)
+        sctx = service_ctx(ctx)
+        plans = []
+        if email is not None or clear_email:
+            plans.append(preview(sctx, login, "email", email=ids.normalize_email(email)[0] if email is not None else None))
+        if phone is not None or clear_phone:
+            number = ids.normalize_phone(phone, sctx.settings.default_country) if phone is not None else None
+            plans.append(preview(sctx, login, "phone", phone=number, confirmed=False))
+        for extra in plans[1:]:  # one account: one plan, its statements in the order they run
+            plans[0]["statements"] += extra["statements"]
+        return show_dry_run(plans[:1] or [preview(sctx, login, None)], as_json)
     view = update_user(service_ctx(ctx), login, email=email, clear_email=clear_email, phone=phone,
                        clear_phone=clear_phone, name=name, last_name=last_name, lang=lang, rename=rename)
     if as_json:

@@ -18,11 +18,12 @@ MASK = "'$6$…' (masked)"
 
 # Tables written, and how: docs/bitrix.md turns this into the GRANTs.
 WRITTEN = {"b_user": "UPDATE", "b_user_password": "INSERT", "b_user_stored_auth": "DELETE",
-           "b_user_auth_action": "INSERT"}
+           "b_user_auth_action": "INSERT", "b_user_phone_auth": "INSERT, DELETE"}
 def touched() -> dict:
     """What `write = true` writes, table -> [what]: shown by `portal status`, and the GRANTs."""
     return {"b_user": ["UPDATE PASSWORD, PASSWORD_EXPIRED, LOGIN_ATTEMPTS, CHECKWORD, CHECKWORD_TIME, BLOCKED, EMAIL,"
-                       " TIMESTAMP_X"],
+                       " TIMESTAMP_X, EXTERNAL_AUTH_ID ('socservices' -> '' with a social-only account's first password)"],
+            "b_user_phone_auth": ["DELETE the user's row, INSERT (USER_ID, PHONE_NUMBER, CONFIRMED)"],
             "b_user_password": ["INSERT (USER_ID, PASSWORD, DATE_CHANGE)"],
             "b_user_stored_auth": ["DELETE the user's rows"],
             "b_user_auth_action": ["INSERT (USER_ID, PRIORITY=100, ACTION='logout', ACTION_DATE)"]}
@@ -57,6 +58,11 @@ def statements(kind: str, payload: dict, portal_id: int, engine: str = "mysql") 
     """The statements of one write-back (clearing a checkword is conditional on it being ours)."""
     pid = int(portal_id)
     if kind == "password":
+        # A social-only account's first password: Bitrix's password sign-in (CUser::LoginInternal)
+        # matches only rows whose EXTERNAL_AUTH_ID is empty, so the row becomes internal; its
+        # b_socialservices_user rows stay, and the social sign-in with them (docs/bitrix.md).
+        first = [Statement("UPDATE b_user SET EXTERNAL_AUTH_ID = '' WHERE ID = %s AND EXTERNAL_AUTH_ID = 'socservices'",
+                           (pid,))] if payload.get("first") else []
         return [
             Statement("UPDATE b_user SET PASSWORD = %s, PASSWORD_EXPIRED = %s, LOGIN_ATTEMPTS = 0, CHECKWORD = %s,"
                       " CHECKWORD_TIME = LOCALTIMESTAMP, TIMESTAMP_X = LOCALTIMESTAMP WHERE ID = %s",
@@ -66,7 +72,7 @@ def statements(kind: str, payload: dict, portal_id: int, engine: str = "mysql") 
             Statement("DELETE FROM b_user_stored_auth WHERE USER_ID = %s", (pid,)),
             Statement("INSERT INTO b_user_auth_action (USER_ID, PRIORITY, ACTION, ACTION_DATE)"
                       " VALUES (%s, 100, 'logout', LOCALTIMESTAMP)", (pid,)),
-        ]
+        ] + first
     if kind == "checkword":
         # As Bitrix's own SendPassword: the checkword and its time; TIMESTAMP_X kept (MySQL would
         # otherwise move it by ON UPDATE).
@@ -81,7 +87,52 @@ def statements(kind: str, payload: dict, portal_id: int, engine: str = "mysql") 
     if kind == "email":
         return [Statement("UPDATE b_user SET EMAIL = %s, TIMESTAMP_X = LOCALTIMESTAMP WHERE ID = %s",
                           (payload["email"], pid))]
+    if kind == "phone":
+        # As Bitrix's CUser::Update: a new number replaces the user's row (its code secret and
+        # tries go with the old number), no number deletes it.
+        drop = Statement("DELETE FROM b_user_phone_auth WHERE USER_ID = %s", (pid,))
+        if payload["phone"] is None:
+            return [drop]
+        return [drop, Statement("INSERT INTO b_user_phone_auth (USER_ID, PHONE_NUMBER, CONFIRMED) VALUES (%s, %s, %s)",
+                                (pid, payload["phone"], "Y" if payload["confirmed"] else "N"))]
     raise ValueError(f"unknown write-back kind {kind!r}")
+
+
+# What stands in the way of a write-back on the portal's side (read before the local change, and
+# again inside the write's transaction): the unique keys a database error would otherwise name.
+_PHONE_HOLDER = "SELECT USER_ID FROM b_user_phone_auth WHERE PHONE_NUMBER = %s AND USER_ID <> %s"
+_NAMESAKE = ("SELECT o.ID FROM b_user u JOIN b_user o ON o.LOGIN = u.LOGIN AND o.ID <> u.ID"
+             " WHERE u.ID = %s AND u.EXTERNAL_AUTH_ID = 'socservices'"
+             " AND (o.EXTERNAL_AUTH_ID IS NULL OR o.EXTERNAL_AUTH_ID = '')")
+
+
+def phone_taken(number: str, holder) -> str:
+    return (f"the portal's user ID {holder} already has the sign-in number {number}, and b_user_phone_auth holds "
+            "each number once")
+
+
+def login_taken(holder) -> str:
+    return (f"the portal's internal user ID {holder} already has this login, so this social-only account cannot "
+            "start signing in with a password under it (Bitrix logins are unique among internal accounts)")
+
+
+def obstacle(kind: str, payload: dict, portal_id: int, query) -> str | None:
+    """Why the portal would refuse this write-back, or None; `query(sql, params)` returns rows."""
+    if kind == "phone" and payload["phone"] is not None:
+        rows = query(_PHONE_HOLDER, (payload["phone"], int(portal_id)))
+        return phone_taken(payload["phone"], rows[0][0]) if rows else None
+    if kind == "password" and payload.get("first"):
+        rows = query(_NAMESAKE, (int(portal_id),))
+        return login_taken(rows[0][0]) if rows else None
+    return None
+
+
+def read_obstacle(settings, kind: str, payload: dict, portal_id: int) -> str | None:
+    """`obstacle`, read now on a read-only connection (a table the portal lacks stands in no way)."""
+    with Portal.open(settings) as portal:
+        if kind == "phone" and "b_user_phone_auth" not in portal.tables():
+            return None
+        return obstacle(kind, payload, portal_id, portal._rows)
 
 
 def read_checkword(settings, portal_id: int) -> tuple[bool, str | None]:
@@ -89,6 +140,11 @@ def read_checkword(settings, portal_id: int) -> tuple[bool, str | None]:
     with Portal.open(settings) as portal:
         rows = portal._rows("SELECT CHECKWORD FROM b_user WHERE ID = %s", (int(portal_id),))
     return (True, rows[0][0]) if rows else (False, None)
+
+
+def _gone(portal_id: int) -> B24Error:
+    return B24Error("portal_write_failed", f"the portal has no user with ID {portal_id}",
+                    hint="Run b24recover portal sync --full: the account may be gone from the portal.")
 
 
 class PortalWriter:
@@ -127,11 +183,24 @@ class PortalWriter:
                 if self._already(cur, kind, payload, portal_id):
                     conn.rollback()
                     return
+                if kind == "phone":  # no b_user statement to count: the row must exist
+                    cur.execute("SELECT ID FROM b_user WHERE ID = %s FOR UPDATE", (int(portal_id),))
+                    if cur.fetchone() is None:
+                        raise _gone(portal_id)
+
+                def query(sql, params):
+                    cur.execute(sql, params)
+                    return cur.fetchall()
+
+                reason = obstacle(kind, payload, portal_id, query)
+                if reason is not None:
+                    raise B24Error("portal_write_failed", f"the portal cannot take the write-back: {reason}",
+                                   hint="Resolve it in the portal (or change the account here), then run "
+                                        "b24recover portal push.")
                 for number, st in enumerate(statements(kind, payload, portal_id, self.portal.engine)):
                     cur.execute(st.sql, st.params)
-                    if number == 0 and cur.rowcount != 1 and kind != "clear_checkword":
-                        raise B24Error("portal_write_failed", f"the portal has no user with ID {portal_id}",
-                                       hint="Run b24recover portal sync --full: the account may be gone from the portal.")
+                    if number == 0 and cur.rowcount != 1 and kind not in ("clear_checkword", "phone"):
+                        raise _gone(portal_id)
             conn.commit()
         except BaseException as exc:
             try:

@@ -206,6 +206,9 @@ def update_user(ctx: Ctx, login: str, *, email: str | None = None, clear_email: 
         changes["login_skeleton"] = ids.login_skeleton(changes["login"])
     if not changes:
         raise B24Error("usage", "nothing to change: give at least one option (see --help)")
+    if changes.get("phone"):  # another portal user holding the number: refused before any change here
+        writeback.refuse_portal_obstacle(ctx, get_user(ctx.store.conn, login), "phone",
+                                         {"phone": changes["phone"], "confirmed": False})
     with ctx.store.write() as conn:
         row = get_user(conn, login)
         check_free(conn, login_key=changes.get("login_key"), email_key=changes.get("email_key"),
@@ -219,6 +222,8 @@ def update_user(ctx: Ctx, login: str, *, email: str | None = None, clear_email: 
         revoked = revoke_on_change(conn, row["id"], actual, ctx.now())
         if "email" in actual:
             writeback.queue(ctx, conn, row, "email", {"email": actual["email"]})
+        if "phone" in actual:  # an operator's number, not proven by a code: CONFIRMED 'N' (docs/decisions.md)
+            writeback.queue(ctx, conn, row, "phone", {"phone": actual["phone"], "confirmed": False})
         shown = {k: v for k, v in actual.items() if k in ("email", "phone", "name", "last_name", "lang", "login")}
         ctx.audit(conn, "user.update", actual.get("login", row["login"]), changes=shown,
                   old_login=row["login"] if "login" in actual else None, revoked=revoked)

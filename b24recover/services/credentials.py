@@ -60,7 +60,8 @@ def store_password(ctx: Ctx, conn, user_id: int, new: NewPassword, *, must_chang
     if writeback.enabled(ctx, user):
         if new.portal is None:
             raise ValueError("a portal account's new password must be prepared with its portal hash")
-        writeback.queue(ctx, conn, user, "password", {**new.portal, "expired": bool(must_change)})
+        writeback.queue(ctx, conn, user, "password", {**new.portal, "expired": bool(must_change),
+                                                      "first": writeback.first_password(conn, user)})
     user_store.update(conn, user_id, {"password_hash": new.hash, "password_changed_at": now, "updated_at": now,
                                       "must_change_password": int(must_change), "failed_attempts": 0})
     user_store.add_history(conn, user_id, new.digest, now, keep=history_size(ctx))

@@ -12,7 +12,7 @@ from ..errors import B24Error
 from ..store import tokens as token_store
 from ..store import users as user_store
 from . import identifiers as ids
-from . import outbox
+from . import outbox, writeback
 from .accounts import check_free, get_user
 from .bitrix import refuse_external
 from .context import Ctx
@@ -32,6 +32,8 @@ def link(ctx: Ctx, login: str, *, email: str | None = None, phone: str | None = 
         channel = "sms"
         address = key = ids.normalize_phone(phone, ctx.settings.default_country)
     field = "email" if channel == "email" else "phone"
+    if not no_verify:  # what the portal could not take once confirmed: refused before a code goes out
+        _refuse_portal_obstacles(ctx, get_user(ctx.store.conn, login), channel, address)
     issued = None
     notice = None
     with ctx.store.write() as conn:
@@ -74,6 +76,12 @@ def link(ctx: Ctx, login: str, *, email: str | None = None, phone: str | None = 
     if notice is not None:
         outbox.deliver(ctx, notice)
     return result
+
+
+def _refuse_portal_obstacles(ctx: Ctx, user, channel: str, address: str) -> None:
+    refuse_external(user)  # its own refusal first
+    if user["email" if channel == "email" else "phone"] != address:  # already linked: nothing to send
+        writeback.refuse_link_obstacles(ctx, user, phone=address if channel == "sms" else None)
 
 
 def _link_social(ctx: Ctx, login: str, provider: str, subject: str) -> dict:

@@ -34,6 +34,7 @@ def redeem(ctx: Ctx, login: str, secret: str, password: str) -> dict:
             ctx.audit(conn, "redeem.failed", user["login"], code=exc.code, control_string=row["id"])
         raise
 
+    _refuse_portal_obstacles(ctx, user, row)
     message_ids = []
     with ctx.store.write() as conn:
         now = ctx.now()
@@ -67,6 +68,14 @@ def redeem(ctx: Ctx, login: str, secret: str, password: str) -> dict:
     }
 
 
+def _refuse_portal_obstacles(ctx: Ctx, user, row) -> None:
+    """What the portal could not take (the number another portal user holds, the login of an
+    internal namesake) refuses the redemption before the control string is used."""
+    pending = user_store.pending(ctx.store.conn, user["id"]) if row["purpose"] == "link" else None
+    sms = pending is not None and pending["channel"] == "sms" and pending["address"] == row["address"]
+    writeback.refuse_link_obstacles(ctx, user, phone=pending["address"] if sms else None)
+
+
 def _confirm_pending(ctx: Ctx, conn, user, row) -> str | None:
     """A control string sent to a pending address proves it: the address becomes a login."""
     pending = user_store.pending(conn, user["id"])
@@ -79,6 +88,8 @@ def _confirm_pending(ctx: Ctx, conn, user, row) -> str | None:
     else:
         check_free(conn, phone=pending["address"], owner_id=user["id"])
         user_store.update(conn, user["id"], {"phone": pending["address"]})
+        # The code sent to it proved the number, as Bitrix's VerifyPhoneCode confirms one.
+        writeback.queue(ctx, conn, user, "phone", {"phone": pending["address"], "confirmed": True})
     user_store.clear_pending(conn, user["id"])
     ctx.audit(conn, "link.confirm", user["login"], channel=pending["channel"], address=pending["address"])
     return pending["address"]

@@ -77,6 +77,45 @@ def queue(ctx: Ctx, conn, user, kind: str, payload: dict) -> int | None:
     return write_id
 
 
+def refuse_portal_obstacle(ctx: Ctx, user, kind: str, payload: dict) -> None:
+    """Before the local change: a write-back the portal could not take (another portal user holds
+    the number; an internal namesake of a social-only login) is refused now, as a `conflict`, so
+    nothing is changed, sent or used up here. An unreachable portal is no refusal: the write-back
+    then waits in the queue, and applying it checks again."""
+    if not enabled(ctx, user):
+        return
+    from ..portal.writer import read_obstacle
+
+    try:
+        reason = read_obstacle(ctx.settings, kind, payload, user["portal_id"])
+    except B24Error as exc:
+        if exc.code != "portal_unavailable":
+            raise
+        return
+    if reason is not None:
+        raise B24Error("conflict", f"{user['login']}: {reason}",
+                       hint="Resolve it in the portal (or choose another value), then run the command again.")
+
+
+def refuse_link_obstacles(ctx: Ctx, user, *, phone: str | None = None) -> None:
+    """`link` before it sends a control string, `redeem` before it uses one: the number to be
+    confirmed, and a social-only account's first password, must be ones the portal can take."""
+    if not enabled(ctx, user):
+        return
+    if phone is not None:
+        refuse_portal_obstacle(ctx, user, "phone", {"phone": phone, "confirmed": True})
+    if first_password(ctx.store.conn, user):
+        refuse_portal_obstacle(ctx, user, "password", {"first": True})
+
+
+def first_password(conn, user) -> bool:
+    """Whether a new password is a social-only account's first one (its portal row is then made
+    internal, as docs/bitrix.md explains)."""
+    from ..store import users as user_store
+
+    return user["password_hash"] is None and bool(user_store.socials(conn, user["id"]))
+
+
 def link_ttl(ctx: Ctx, conn, user, ttl: int) -> int:
     """A link's lifetime: b24recover's, or the user's CHECKWORD_TIMEOUT when that is shorter
     (the portal refuses the checkword after it)."""
@@ -241,7 +280,8 @@ def _note_own_write(ctx: Ctx, conn, user_id: int, kind: str, payload: dict) -> N
     from ..portal.writer import checkword_digest
 
     fields = {"password": {"password_hash": payload.get("password"), "must_change_password": payload.get("expired")},
-              "blocked": {"blocked": payload.get("blocked")}, "email": {"email": payload.get("email")}}.get(kind)
+              "blocked": {"blocked": payload.get("blocked")}, "email": {"email": payload.get("email")},
+              "phone": {"phone": payload.get("phone")}}.get(kind)
     if fields:
         _update_read(conn, user_id, fields)
     if kind in ("password", "checkword"):
@@ -313,6 +353,8 @@ def preview(ctx: Ctx, login: str | None, kind: str | None, **flags) -> dict:
     else:
         user = get_user(ctx.store.conn, login)
         on = enabled(ctx, user)
+        if kind == "password" and "first" not in flags:
+            flags["first"] = first_password(ctx.store.conn, user)
     out = {"dry_run": True, "login": user["login"], "portal_id": user["portal_id"] if login else None, "write": on,
            "statements": []}
     if kind is None:
@@ -323,7 +365,8 @@ def preview(ctx: Ctx, login: str | None, kind: str | None, **flags) -> dict:
             ": nothing would be written to the portal"
         return out
     payload = {"password": _HIDDEN, "checkword": _HIDDEN, "digest": _HIDDEN, "expired": bool(flags.get("expired")),
-               "blocked": bool(flags.get("blocked")), "email": flags.get("email")}
+               "blocked": bool(flags.get("blocked")), "email": flags.get("email"), "phone": flags.get("phone"),
+               "confirmed": bool(flags.get("confirmed")), "first": bool(flags.get("first"))}
     engine = parse_dsn(ctx.settings.portal.dsn).engine
     shown = [st.shown() for st in statements(kind, payload, user["portal_id"], engine)]
     out["statements"] = shown if login else [s.replace("= 0", "= <portal ID>").replace("(0,", "(<portal ID>,")

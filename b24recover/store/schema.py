@@ -348,6 +348,33 @@ CREATE TABLE portal_checkwords (
 );
 """,
     ),
+    (
+        "0009_portal_write_phone",
+        """
+-- A write-back of the sign-in phone (b_user_phone_auth, SPEC §6). The CHECK on kind cannot be
+-- changed in place, so the table is rebuilt; no table references portal_writes.
+CREATE TABLE portal_writes_new (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER REFERENCES users(id) ON DELETE SET NULL,
+    portal_id INTEGER NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('password', 'checkword', 'blocked', 'email', 'clear_checkword', 'phone')),
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'sending', 'failed', 'done')),
+    lease_owner TEXT,
+    lease_until INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_attempt_at INTEGER,
+    error TEXT,
+    created_at INTEGER NOT NULL,
+    done_at INTEGER
+);
+INSERT INTO portal_writes_new SELECT id, user_id, portal_id, kind, payload, status, lease_owner, lease_until,
+    attempts, last_attempt_at, error, created_at, done_at FROM portal_writes;
+DROP TABLE portal_writes;
+ALTER TABLE portal_writes_new RENAME TO portal_writes;
+CREATE INDEX portal_writes_open ON portal_writes(portal_id, id) WHERE status != 'done';
+""",
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -419,6 +446,12 @@ CREATE TABLE store_identity (
     uid TEXT NOT NULL
 );
 INSERT INTO store_identity (id, uid) VALUES (1, md5(random()::text || clock_timestamp()::text));
+"""),
+    # SQLite rebuilds portal_writes to change its kind CHECK; PostgreSQL replaces the constraint.
+    "0009_portal_write_phone": PgVariant(replace="""
+ALTER TABLE portal_writes DROP CONSTRAINT portal_writes_kind_check;
+ALTER TABLE portal_writes ADD CONSTRAINT portal_writes_kind_check
+    CHECK (kind IN ('password', 'checkword', 'blocked', 'email', 'clear_checkword', 'phone'));
 """),
 }
 
