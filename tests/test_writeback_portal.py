@@ -229,6 +229,36 @@ def test_dry_run_prints_the_statements_masked_and_changes_nothing(cli, portal, s
     assert con.execute("SELECT count(*) FROM control_strings").fetchone()[0] == 0
 
 
+def test_dry_runs_of_request_link_and_add_change_nothing_and_tell_no_account_apart(cli, portal, synced, db_path):
+    con = sqlite3.connect(db_path)
+    tables = ("users", "control_strings", "outbox", "audit_log", "portal_writes", "pending_addresses")
+    before = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+    portal_before = b_user(portal, synced)
+    # token request: one plan for a known and an unknown identifier, the portal ID a placeholder.
+    known = cli("token", "request", "ivan@example.com", "--dry-run", "--json")
+    unknown = cli("token", "request", "nobody@example.com", "--dry-run", "--json")
+    assert known.exit_code == unknown.exit_code == 0, known.stderr
+    assert {**known.json, "identifier": None} == {**unknown.json, "identifier": None}
+    assert known.json["identifier"] == "ivan@example.com"
+    joined = "\n".join(known.json["statements"])
+    assert "CHECKWORD = '$6$…' (masked)" in joined and "<portal ID>" in joined and str(synced) not in joined
+    shown = cli("token", "request", "ivan", "--dry-run")
+    assert shown.exit_code == 0 and "UPDATE b_user SET CHECKWORD" in shown.stdout and "would: " in shown.stdout
+    # link: the checks of a real link, the CHECKWORD of the link it would send, the local steps.
+    linked = cli("link", "ivan", "--email", "ivan.second@example.com", "--dry-run", "--json")
+    assert linked.exit_code == 0, linked.stderr
+    assert linked.json["portal_id"] == synced and "CHECKWORD = '$6$…' (masked)" in "\n".join(linked.json["statements"])
+    assert any("pending" in step for step in linked.json["local"])
+    assert cli("link", "nobody", "--email", "x@example.com", "--dry-run").exit_code == 3
+    # user add: the account is b24recover's own, nothing for the portal; a taken login is refused.
+    added = cli("user", "add", "boris", "--email", "boris@example.com", "--dry-run", "--json")
+    assert added.exit_code == 0, added.stderr
+    assert added.json["statements"] == [] and added.json["local"][0].startswith("add the account boris")
+    assert cli("user", "add", "ivan", "--dry-run", "--json").error["code"] == "conflict"
+    assert {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables} == before
+    assert b_user(portal, synced) == portal_before
+
+
 def test_revoke_and_purge_clear_only_our_checkword(cli, portal, synced, db_path, clock):
     assert cli("token", "issue", "ivan", "--via", "email").exit_code == 0
     assert b_user(portal, synced)["CHECKWORD"].startswith("$6$")
