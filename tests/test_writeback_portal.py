@@ -7,6 +7,8 @@ SELECTs on b_user and its family. No server: skipped with the reason (a failure 
 
 from __future__ import annotations
 
+import email
+import email.policy
 import shutil
 import socket
 import sqlite3
@@ -16,7 +18,8 @@ import pytest
 from passlib.hash import sha512_crypt
 
 from portal_db import PortalDB
-from tokenhelp import last_link, link_parts
+from smtp_server import Recorder, smtp_server
+from tokenhelp import LINK, body_of, last_link, link_parts, wait_until
 
 OLD_PASSWORD = "Old-password-1"
 NEW_PASSWORD = "brand new Пароль 42"
@@ -142,6 +145,57 @@ def test_token_issue_writes_a_checkword_the_link_verifies(cli, portal, synced, d
     db_now = portal.query("SELECT LOCALTIMESTAMP")[0][0]
     assert abs((db_now - row["CHECKWORD_TIME"]).total_seconds()) <= 1
     assert row["PASSWORD"] == bitrix6(OLD_PASSWORD, portal.encoding)  # nothing else written
+
+
+class PortalAtDelivery(Recorder):
+    """An SMTP server that reads the portal's CHECKWORD at the moment each message arrives."""
+
+    def __init__(self, db, portal_id: int):
+        super().__init__()
+        self.db, self.portal_id, self.checkwords = db, portal_id, []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.checkwords.append(b_user(self.db, self.portal_id)["CHECKWORD"])
+        return await super().handle_DATA(server, session, envelope)
+
+
+def outbox_statuses(db_path) -> list[str]:
+    return [r[0] for r in sqlite3.connect(db_path).execute("SELECT status FROM outbox ORDER BY id")]
+
+
+def test_token_request_in_a_process_writes_the_checkword_before_the_message_goes(proc, portal, synced,
+                                                                                   config_path, db_path):
+    """The request answers first and the detached process does the portal's work, but the
+    message still leaves only once the portal holds the CHECKWORD its link carries."""
+    with smtp_server(PortalAtDelivery(portal, synced)) as server:
+        config_path.write_text(config_path.read_text() + f'[mail]\ntransport = "smtp"\nsmtp_host = "127.0.0.1"\n'
+                               f'smtp_port = {server.port}\nsmtp_timeout = "5s"\n')
+        answered = proc("token", "request", "ivan@example.com", "--json")
+        assert answered.exit_code == 0, answered.stderr
+        assert answered.json == proc("token", "request", "nobody@example.com", "--json").json
+        wait_until(lambda: outbox_statuses(db_path) == ["sent"], "the message was never delivered")
+    message = email.message_from_bytes(server.messages[0][2], policy=email.policy.default)
+    _, control_string = link_parts(LINK.search(body_of(message)).group(0))
+    at_delivery = server.handler.checkwords[0]
+    assert at_delivery != "old-checkword" and sha512_crypt.verify(control_string.encode(), at_delivery)
+    assert b_user(portal, synced)["CHECKWORD"] == at_delivery
+
+
+def test_token_request_in_a_process_with_the_portal_down_queues_the_checkword_for_push(proc, cli, portal, synced,
+                                                                                       config_path, db_path):
+    configure(config_path, portal, dsn=portal.dsn.replace(f":{portal.port}/", f":{refused_port()}/"))
+    answered = proc("token", "request", "ivan", "--json")
+    assert answered.exit_code == 0, answered.stderr
+    con = sqlite3.connect(db_path)
+    wait_until(lambda: con.execute("SELECT status FROM portal_writes").fetchall() == [("failed",)],
+               "the checkword write was never tried")
+    wait_until(lambda: outbox_statuses(db_path) == ["sent"], "the message was never delivered")
+    assert b_user(portal, synced)["CHECKWORD"] == "old-checkword"
+    configure(config_path, portal)
+    pushed = cli("portal", "push", "--json")
+    assert pushed.exit_code == 0 and pushed.json["done"] == 1, pushed.stderr
+    _, control_string = link_parts(last_link(db_path))
+    assert sha512_crypt.verify(control_string.encode(), b_user(portal, synced)["CHECKWORD"])
 
 
 def test_block_and_unblock_write_blocked(cli, portal, synced):

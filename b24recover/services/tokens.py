@@ -213,6 +213,19 @@ def preview_request(ctx: Ctx, identifier: str) -> dict:
     return plan
 
 
+def accepts_after_answer(ctx: Ctx) -> bool:
+    """Whether `token request` run as a command does all its work after answering, in the
+    detached process: with portal write-back on, accepting re-reads the portal and writes the
+    CHECKWORD when an account matched, round trips an unmatched request does not make and the
+    answer's time would show (docs/decisions.md). Decided by the settings alone, never by the
+    identifier, so every request takes the same path."""
+    return bool(ctx.settings.portal.write and ctx.settings.portal.dsn)
+
+
+def answer() -> dict:
+    return {"status": "accepted", "message": UNIFORM_ANSWER}
+
+
 def request(ctx: Ctx, identifier: str) -> dict:
     """`token request` for library callers: accept, then deliver in this process."""
     answer, messages = accept_request(ctx, identifier)
@@ -251,7 +264,7 @@ def accept_request(ctx: Ctx, identifier: str) -> tuple[dict, list[int]]:
                           channel=channel, identifier=(identifier or "")[:320])
     writeback.flush()  # the portal's CHECKWORD first, so the link works when the message arrives
     messages = [one.message_id for one in issued if one.message_id is not None]
-    return {"status": "accepted", "message": UNIFORM_ANSWER}, messages
+    return answer(), messages
 
 
 def revoke(ctx: Ctx, login: str, reason: str | None = None) -> dict:
