@@ -130,6 +130,12 @@ BUGS = [
         "        if sctx.detach:\n            [outbox.deliver(sctx, m) for m in messages]\n",
         ["tests/test_enumeration.py::test_token_request_answers_before_delivery_and_delivery_follows"],
         "token request delivers before it answers", slow=True),
+    Bug("request-sends-before-portal-checkword", "services/tokens.py",
+        "    writeback.flush()  # the portal's CHECKWORD first, so the link works when the message arrives\n"
+        "    messages = [one.message_id",
+        "    messages = [one.message_id",
+        ["tests/test_writeback_portal.py::test_token_request_in_a_process_writes_the_checkword_before_the_message_goes"],
+        "token request (detached with write-back) sends the link before the portal holds its CHECKWORD"),
     Bug("fork-with-open-connection", "services/outbox.py",
         "    ctx.store.close()  # the caller needs the store no more; see above\n",
         "",
