@@ -10,12 +10,11 @@ import hashlib
 import json
 import sqlite3
 import sys
-import time
 
 import pytest
 
 from conftest import add_user
-from tokenhelp import last_code, outbox_dir
+from tokenhelp import last_code, outbox_dir, wait_until
 
 PHONE = "+79123456789"
 NEW_PASSWORD = "a brand new passphrase 42"
@@ -145,13 +144,6 @@ def test_token_request_daily_limit(store, db_path, clock):
 
 def statuses(proc) -> list[str]:
     return [m["status"] for m in proc("outbox", "list", "--json").json["messages"]]
-
-
-def wait_until(predicate, what: str) -> None:
-    deadline = time.monotonic() + 60  # a safety net against hanging, not a timing assertion
-    while not predicate():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
 
 
 BLOCKING_SMS = """

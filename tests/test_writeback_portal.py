@@ -7,6 +7,8 @@ SELECTs on b_user and its family. No server: skipped with the reason (a failure 
 
 from __future__ import annotations
 
+import email
+import email.policy
 import shutil
 import socket
 import subprocess
@@ -17,7 +19,8 @@ from conftest import connect_db
 from passlib.hash import sha512_crypt
 
 from portal_db import PortalDB
-from tokenhelp import last_link, link_parts
+from smtp_server import Recorder, smtp_server
+from tokenhelp import LINK, body_of, last_link, link_parts, wait_until
 
 OLD_PASSWORD = "Old-password-1"
 NEW_PASSWORD = "brand new Пароль 42"
@@ -147,6 +150,57 @@ def test_token_issue_writes_a_checkword_the_link_verifies(cli, portal, synced, d
     assert row["PASSWORD"] == bitrix6(OLD_PASSWORD, portal.encoding)  # nothing else written
 
 
+class PortalAtDelivery(Recorder):
+    """An SMTP server that reads the portal's CHECKWORD at the moment each message arrives."""
+
+    def __init__(self, db, portal_id: int):
+        super().__init__()
+        self.db, self.portal_id, self.checkwords = db, portal_id, []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.checkwords.append(b_user(self.db, self.portal_id)["CHECKWORD"])
+        return await super().handle_DATA(server, session, envelope)
+
+
+def outbox_statuses(db_path) -> list[str]:
+    return [r[0] for r in sqlite3.connect(db_path).execute("SELECT status FROM outbox ORDER BY id")]
+
+
+def test_token_request_in_a_process_writes_the_checkword_before_the_message_goes(proc, portal, synced,
+                                                                                   config_path, db_path):
+    """The request answers first and the detached process does the portal's work, but the
+    message still leaves only once the portal holds the CHECKWORD its link carries."""
+    with smtp_server(PortalAtDelivery(portal, synced)) as server:
+        config_path.write_text(config_path.read_text() + f'[mail]\ntransport = "smtp"\nsmtp_host = "127.0.0.1"\n'
+                               f'smtp_port = {server.port}\nsmtp_timeout = "5s"\n')
+        answered = proc("token", "request", "ivan@example.com", "--json")
+        assert answered.exit_code == 0, answered.stderr
+        assert answered.json == proc("token", "request", "nobody@example.com", "--json").json
+        wait_until(lambda: outbox_statuses(db_path) == ["sent"], "the message was never delivered")
+    message = email.message_from_bytes(server.messages[0][2], policy=email.policy.default)
+    _, control_string = link_parts(LINK.search(body_of(message)).group(0))
+    at_delivery = server.handler.checkwords[0]
+    assert at_delivery != "old-checkword" and sha512_crypt.verify(control_string.encode(), at_delivery)
+    assert b_user(portal, synced)["CHECKWORD"] == at_delivery
+
+
+def test_token_request_in_a_process_with_the_portal_down_queues_the_checkword_for_push(proc, cli, portal, synced,
+                                                                                       config_path, db_path):
+    configure(config_path, portal, dsn=portal.dsn.replace(f":{portal.port}/", f":{refused_port()}/"))
+    answered = proc("token", "request", "ivan", "--json")
+    assert answered.exit_code == 0, answered.stderr
+    con = sqlite3.connect(db_path)
+    wait_until(lambda: con.execute("SELECT status FROM portal_writes").fetchall() == [("failed",)],
+               "the checkword write was never tried")
+    wait_until(lambda: outbox_statuses(db_path) == ["sent"], "the message was never delivered")
+    assert b_user(portal, synced)["CHECKWORD"] == "old-checkword"
+    configure(config_path, portal)
+    pushed = cli("portal", "push", "--json")
+    assert pushed.exit_code == 0 and pushed.json["done"] == 1, pushed.stderr
+    _, control_string = link_parts(last_link(db_path))
+    assert sha512_crypt.verify(control_string.encode(), b_user(portal, synced)["CHECKWORD"])
+
+
 def test_block_and_unblock_write_blocked(cli, portal, synced):
     assert cli("user", "block", "ivan").exit_code == 0
     assert b_user(portal, synced)["BLOCKED"] == "Y"
@@ -230,6 +284,36 @@ def test_dry_run_prints_the_statements_masked_and_changes_nothing(cli, portal, s
     assert con.execute("SELECT count(*) FROM portal_writes").fetchone()[0] == 0
     assert con.execute("SELECT count(*) FROM audit_log").fetchone()[0] == audit_before
     assert con.execute("SELECT count(*) FROM control_strings").fetchone()[0] == 0
+
+
+def test_dry_runs_of_request_link_and_add_change_nothing_and_tell_no_account_apart(cli, portal, synced, db_path):
+    con = sqlite3.connect(db_path)
+    tables = ("users", "control_strings", "outbox", "audit_log", "portal_writes", "pending_addresses")
+    before = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+    portal_before = b_user(portal, synced)
+    # token request: one plan for a known and an unknown identifier, the portal ID a placeholder.
+    known = cli("token", "request", "ivan@example.com", "--dry-run", "--json")
+    unknown = cli("token", "request", "nobody@example.com", "--dry-run", "--json")
+    assert known.exit_code == unknown.exit_code == 0, known.stderr
+    assert {**known.json, "identifier": None} == {**unknown.json, "identifier": None}
+    assert known.json["identifier"] == "ivan@example.com"
+    joined = "\n".join(known.json["statements"])
+    assert "CHECKWORD = '$6$…' (masked)" in joined and "<portal ID>" in joined and str(synced) not in joined
+    shown = cli("token", "request", "ivan", "--dry-run")
+    assert shown.exit_code == 0 and "UPDATE b_user SET CHECKWORD" in shown.stdout and "would: " in shown.stdout
+    # link: the checks of a real link, the CHECKWORD of the link it would send, the local steps.
+    linked = cli("link", "ivan", "--email", "ivan.second@example.com", "--dry-run", "--json")
+    assert linked.exit_code == 0, linked.stderr
+    assert linked.json["portal_id"] == synced and "CHECKWORD = '$6$…' (masked)" in "\n".join(linked.json["statements"])
+    assert any("pending" in step for step in linked.json["local"])
+    assert cli("link", "nobody", "--email", "x@example.com", "--dry-run").exit_code == 3
+    # user add: the account is b24recover's own, nothing for the portal; a taken login is refused.
+    added = cli("user", "add", "boris", "--email", "boris@example.com", "--dry-run", "--json")
+    assert added.exit_code == 0, added.stderr
+    assert added.json["statements"] == [] and added.json["local"][0].startswith("add the account boris")
+    assert cli("user", "add", "ivan", "--dry-run", "--json").error["code"] == "conflict"
+    assert {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables} == before
+    assert b_user(portal, synced) == portal_before
 
 
 def test_revoke_and_purge_clear_only_our_checkword(cli, portal, synced, db_path, clock):

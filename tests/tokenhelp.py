@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mailbox
 import re
+import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -73,3 +74,11 @@ def sms_parts(content: str) -> tuple[str, str, dict]:
 
 def last_code(db_path: Path) -> str:
     return re.search(r"\b(\d{6})\b", last_sms(db_path)[1]).group(1)
+
+
+def wait_until(predicate, what: str) -> None:
+    """Wait for what a detached process does after the command exited (token request)."""
+    deadline = time.monotonic() + 60  # a safety net against hanging, not a timing assertion
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)

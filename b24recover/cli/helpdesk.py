@@ -17,6 +17,8 @@ def link(
     phone: Optional[str] = typer.Option(None, "--phone", help="Attach this phone number."),
     social: Optional[str] = typer.Option(None, "--social", metavar="PROVIDER:SUBJECT", help="Attach a social identity."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Attach at once without confirmation (audited)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be done and print the portal statements "
+                                                          "this would run (secrets masked); change nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
     """Attach an email, phone or social identity to an account.
@@ -29,9 +31,17 @@ def link(
     \b
       b24recover link vk_48151623 --email dmitry.orlov@example.ru
       b24recover link peter.smith --phone "+1 415 555 0199" --no-verify
+      b24recover link anna.ivanova --email anna.second@example.ru --dry-run
     """
     from ..errors import B24Error
     from ..services.linking import link as do_link
+
+    if dry_run:
+        from ..services.linking import preview
+        from .portal_cmds import show_dry_run
+
+        return show_dry_run([preview(service_ctx(ctx), login, email=email, phone=phone, social=social,
+                                     no_verify=no_verify)], as_json)
 
     result = do_link(service_ctx(ctx), login, email=email, phone=phone, social=social, no_verify=no_verify)
     if as_json:

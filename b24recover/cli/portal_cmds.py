@@ -130,8 +130,12 @@ def show_dry_run(plans: list[dict], as_json: bool) -> None:
         render.emit_json(plans[0] if len(plans) == 1 else {"dry_run": True, "accounts": plans})
         return
     for plan in plans:
-        render.info(f"Dry run for {_safe(plan['login'])} (portal ID {plan['portal_id']}), nothing changed:"
+        who = _safe(plan["login"]) if plan["login"] is not None else f"the identifier {_safe(plan.get('identifier'))}"
+        where = f" (portal ID {plan['portal_id']})" if plan["portal_id"] is not None else ""
+        render.info(f"Dry run for {who}{where}, nothing changed:"
                     + ("" if plan["statements"] else f" {plan.get('note', 'no portal statements')}"))
+        for step in plan.get("local", []):
+            typer.echo(f"  would: {_safe(step)}")
         for statement in plan["statements"]:
             typer.echo(f"  {_safe(statement)};")
 

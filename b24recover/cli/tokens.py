@@ -35,6 +35,9 @@ def _ttl(text: Optional[str]) -> Optional[int]:
 def request(
     ctx: typer.Context,
     identifier: str = typer.Argument(..., metavar="IDENTIFIER", help="Login, email or phone number as the person typed it."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what a request does and print the portal statements "
+                                                          "it would run (secrets masked), the same for any "
+                                                          "identifier; change nothing."),
     as_json: bool = JSON,
 ):
     """The portal's "Forgot your password?": send a control string to the account's address.
@@ -47,8 +50,15 @@ def request(
     \b
       b24recover token request anna.ivanova@example.ru
       b24recover token request "8 912 345-67-89" --json
+      b24recover token request anna.ivanova@example.ru --dry-run
     """
     from .portal import request_body
+
+    if dry_run:
+        from ..services.tokens import preview_request
+        from .portal_cmds import show_dry_run
+
+        return show_dry_run([preview_request(service_ctx(ctx), identifier)], as_json)
 
     request_body(service_ctx(ctx), identifier, as_json)
 

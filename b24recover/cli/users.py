@@ -58,6 +58,8 @@ def add(
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
     password_env: Optional[str] = typer.Option(None, "--password-env", metavar="VAR",
                                                help="Read the password from this environment variable."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check the account and say what would be added "
+                                                          "(no password is read); change nothing."),
     as_json: bool = JSON,
 ):
     """Add an account.
@@ -67,6 +69,7 @@ def add(
     \b
       printf '%s\\n' "$PW" | b24recover user add anna --email anna@example.com --password-stdin
       b24recover user add vk_10442 --social vkontakte:10442 --no-password --lang ru
+      b24recover user add boris --email boris@example.com --dry-run
     """
     from ..errors import B24Error
     from ..services import accounts
@@ -77,6 +80,10 @@ def add(
         raise B24Error("usage", "--no-password cannot be combined with --password-stdin or --password-env")
     sctx = service_ctx(ctx)
     acc = accounts.prepare(sctx, login, email, phone, name, last_name, lang, social)
+    if dry_run:
+        from .portal_cmds import show_dry_run
+
+        return show_dry_run([accounts.preview_add(sctx, acc, no_password)], as_json)
     new = None
     if not no_password:
         from ..services.credentials import prepare_password

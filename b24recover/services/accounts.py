@@ -135,17 +135,38 @@ def prepare(ctx: Ctx, login: str, email: str | None, phone: str | None, name: st
     )
 
 
-def insert_account(ctx: Ctx, conn, acc: NewAccount, action: str = "user.add", **details) -> int:
-    email_key = ids.normalize_email(acc.email)[1] if acc.email else None
-    key = ids.login_key(acc.login)
-    skeleton = ids.login_skeleton(acc.login)
-    check_free(conn, login_key=key, email_key=email_key, phone=acc.phone, skeleton=skeleton,
+def check_new(ctx: Ctx, conn, acc: NewAccount) -> None:
+    """What stands in the way of adding this account (also `user add --dry-run`, read only)."""
+    check_free(conn, login_key=ids.login_key(acc.login), email_key=ids.normalize_email(acc.email)[1] if acc.email
+               else None, phone=acc.phone, skeleton=ids.login_skeleton(acc.login),
                unique_email=ctx.settings.accounts.unique_email)
     for provider, subject in acc.social:
         owner = user_store.social_owner(conn, provider, subject)
         if owner is not None:
             raise B24Error("conflict", f"{provider}:{subject} already belongs to the account {owner['login']!r}",
                            owner=owner["login"])
+
+
+def preview_add(ctx: Ctx, acc: NewAccount, no_password: bool) -> dict:
+    """`user add --dry-run`: the checks `user add` makes, read only, and what it would store. A
+    new account is b24recover's own (no portal row), so nothing is written to the portal."""
+    from .writeback import preview
+
+    check_new(ctx, ctx.store.conn, acc)
+    fields = [f"{k} {v}" for k, v in (("email", acc.email), ("phone", acc.phone), ("lang", acc.lang)) if v]
+    fields += [f"social {p}:{s}" for p, s in acc.social]
+    local = [f"add the account {acc.login}" + (f" ({', '.join(fields)})" if fields else ""),
+             "with no password (social-only)" if no_password else "with the password asked for (not read in a dry run)",
+             "record the audit event user.add"]
+    return preview(ctx, None, None, typed_login=acc.login, local=local,
+                   note="a new account is b24recover's own: nothing is written to the portal")
+
+
+def insert_account(ctx: Ctx, conn, acc: NewAccount, action: str = "user.add", **details) -> int:
+    email_key = ids.normalize_email(acc.email)[1] if acc.email else None
+    key = ids.login_key(acc.login)
+    skeleton = ids.login_skeleton(acc.login)
+    check_new(ctx, conn, acc)
     now = ctx.now()
     user_id = user_store.insert(conn, {
         "login": acc.login, "login_key": key, "login_skeleton": skeleton, "email": acc.email, "email_key": email_key,

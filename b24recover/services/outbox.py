@@ -192,7 +192,12 @@ def deliver(ctx: Ctx, message_id: int) -> dict:
 
 
 def deliver_detached(ctx: Ctx, message_ids: list[int]) -> None:
-    """Deliver in a process of its own that outlives this one (`token request`): the caller's
+    """Deliver in a process of its own that outlives this one (see run_detached)."""
+    run_detached(ctx, lambda child: [deliver(child, message_id) for message_id in message_ids])
+
+
+def run_detached(ctx: Ctx, work) -> None:
+    """Run `work(ctx)` in a process of its own that outlives this one (`token request`): the caller's
     answer and exit then take the same time whether or not a message went out. The caller's
     connection is closed first: SQLite keeps per-file lock bookkeeping in the process, and a
     child inheriting it would believe it holds the caller's locks, so another process could
@@ -223,9 +228,7 @@ def deliver_detached(ctx: Ctx, message_ids: list[int]) -> None:
         from ..store.db import open_store
 
         store = open_store(ctx.settings.db_path)
-        child = replace(ctx, store=store, detach=False)
-        for message_id in message_ids:
-            deliver(child, message_id)
+        work(replace(ctx, store=store, detach=False))
         store.close()
     finally:
         os._exit(0)

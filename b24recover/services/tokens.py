@@ -192,6 +192,40 @@ def _resolve_identifier(ctx: Ctx, conn, identifier: str) -> tuple[list, str]:
     return ([user] if user is not None else []), "email"
 
 
+def preview_request(ctx: Ctx, identifier: str) -> dict:
+    """`token request --dry-run`: the same plan for every identifier. No account is looked up,
+    so the dry run says no more than the answer does (docs/decisions.md); `lookup` and
+    `diagnose` are the operator's tools for which account it would reach, and why not."""
+    try:
+        identifier = ids.clean_text(identifier, "the identifier", max_len=320, allow_empty=False)
+    except B24Error:
+        identifier = None
+    local = ["find the accounts the identifier names (email, phone number or login); none is looked up in a "
+             "dry run", "for each that may get one: a new control string superseding its active one (an SMS code "
+             "when a phone number matched, else a link by email), its message in the outbox, the audit event "
+             "token.request; for any other: the audit event token.request.refused with the reason",
+             f"answer, whatever matched: {UNIFORM_ANSWER}",
+             "to see which account it would reach: b24recover lookup IDENTIFIER, then b24recover diagnose LOGIN"]
+    plan = writeback.preview(ctx, None, "checkword", local=local)
+    plan["identifier"] = identifier
+    if plan["statements"]:
+        plan["note"] = "for a link to an account read from the portal; an SMS code writes nothing to the portal"
+    return plan
+
+
+def accepts_after_answer(ctx: Ctx) -> bool:
+    """Whether `token request` run as a command does all its work after answering, in the
+    detached process: with portal write-back on, accepting re-reads the portal and writes the
+    CHECKWORD when an account matched, round trips an unmatched request does not make and the
+    answer's time would show (docs/decisions.md). Decided by the settings alone, never by the
+    identifier, so every request takes the same path."""
+    return bool(ctx.settings.portal.write and ctx.settings.portal.dsn)
+
+
+def answer() -> dict:
+    return {"status": "accepted", "message": UNIFORM_ANSWER}
+
+
 def request(ctx: Ctx, identifier: str) -> dict:
     """`token request` for library callers: accept, then deliver in this process."""
     answer, messages = accept_request(ctx, identifier)
@@ -230,7 +264,7 @@ def accept_request(ctx: Ctx, identifier: str) -> tuple[dict, list[int]]:
                           channel=channel, identifier=(identifier or "")[:320])
     writeback.flush()  # the portal's CHECKWORD first, so the link works when the message arrives
     messages = [one.message_id for one in issued if one.message_id is not None]
-    return {"status": "accepted", "message": UNIFORM_ANSWER}, messages
+    return answer(), messages
 
 
 def revoke(ctx: Ctx, login: str, reason: str | None = None) -> dict:

@@ -338,11 +338,14 @@ def reset_command() -> None:
 _HIDDEN = "(masked)"
 
 
-def preview(ctx: Ctx, login: str | None, kind: str | None, **flags) -> dict:
+def preview(ctx: Ctx, login: str | None, kind: str | None, *, local: list[str] | None = None,
+            note: str | None = None, **flags) -> dict:
     """What a writing command would run in the portal for this account, values of secrets
     masked; nothing is read from the portal and nothing is changed anywhere. Without `login`
-    (redeem, which must not tell accounts apart) the statements name the account's portal ID
-    as a placeholder, and are shown whenever write-back is on."""
+    (redeem and token request, which must not tell accounts apart, and user add, whose account
+    does not exist yet) the statements name the account's portal ID as a placeholder, and are
+    shown whenever write-back is on. `local`: what the command would do in the store, said in
+    words; `note`: why nothing is written to the portal when `kind` is None."""
     from ..portal.dsn import parse_dsn
     from ..portal.writer import statements
     from .accounts import get_user
@@ -357,8 +360,10 @@ def preview(ctx: Ctx, login: str | None, kind: str | None, **flags) -> dict:
             flags["first"] = first_password(ctx.store.conn, user)
     out = {"dry_run": True, "login": user["login"], "portal_id": user["portal_id"] if login else None, "write": on,
            "statements": []}
+    if local is not None:
+        out["local"] = local
     if kind is None:
-        out["note"] = "SMS codes stay b24recover's own: nothing is written to the portal"
+        out["note"] = note or "SMS codes stay b24recover's own: nothing is written to the portal"
         return out
     if not out["write"]:
         out["note"] = ("[portal] write is off" if not ctx.settings.portal.write else "not a portal account") + \
