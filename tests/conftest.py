@@ -74,6 +74,7 @@ POSTGRESQL_FILES = {
     "test_smoke",
     "test_link",
     "test_pg_multinode",
+    "test_pg_deadlock",
 }
 
 # Files that cannot run on PostgreSQL as written, and why (kept out of POSTGRESQL_FILES).
