@@ -75,6 +75,7 @@ POSTGRESQL_FILES = {
     "test_link",
     "test_pg_multinode",
     "test_pg_deadlock",
+    "test_pg_kill9",
 }
 
 # Files that cannot run on PostgreSQL as written, and why (kept out of POSTGRESQL_FILES).
