@@ -89,6 +89,9 @@ POSTGRESQL_FILES = {
     "test_audit",
     "test_errors",
     "test_store",
+    "test_pg_multinode",
+    "test_pg_deadlock",
+    "test_pg_kill9",
 }
 
 # Files that cannot run on PostgreSQL as written, and why (kept out of POSTGRESQL_FILES).

@@ -10,6 +10,21 @@ chain's last+1, the throttle's count-then-insert, the importer's "every id of th
 init's migrations) stay correct across nodes at READ COMMITTED, and writers never deadlock among
 themselves (every one waits on the same lock first, holding nothing). Reads outside `write()` run
 in autocommit, each statement on a fresh snapshot, holding no lock between statements.
+
+Why a `with store.write()` body is not run again after a deadlock or a serialization failure
+(Store.transact bodies are; a `with` body cannot be re-entered, and its side effects outside the
+store, an --out file, a mail, could not be undone):
+- Among b24recover processes neither can happen. Deadlock needs a cycle of waits; a writer's first
+  lock is STORE_LOCK, requested while holding nothing, and every other lock it takes it takes while
+  holding STORE_LOCK, so no writer waits for a lock held by another writer except STORE_LOCK itself,
+  whose holder waits for no writer. Autocommit reads take only relation locks for one statement
+  and wait for nothing but a migration's lock (held by init, which waits for none of them).
+- Serialization failures exist only above READ COMMITTED: write() names READ COMMITTED in its
+  BEGIN, so a server or role default of REPEATABLE READ or SERIALIZABLE cannot bring them in.
+- What is left is a foreign session (a script, psql) holding row locks on the store's tables or
+  taking STORE_LOCK itself: then the server may pick this transaction as a deadlock's victim.
+  Nothing of it was written; the command ends with store_locked (exit 8), saying to run it again
+  (tests/test_pg_deadlock.py).
 """
 
 from __future__ import annotations
@@ -69,7 +84,10 @@ def translate(exc: psycopg2.Error, name) -> B24Error:
         return B24Error("store_locked",
                         f"the store {name} stayed locked by another process for more than {BUSY_TIMEOUT_MS / 1000:g} s")
     if isinstance(exc, _RETRY_TRANSACTION):
-        err = B24Error("store_locked", f"the store {name} kept refusing the transaction: {_first_line(exc)}")
+        err = B24Error("store_locked", f"the store {name} ended a transaction of this command: {_first_line(exc)};"
+                       " nothing of that transaction was written",
+                       hint="Another session (not b24recover) held locks on the store's tables: run the command"
+                            " again; if it keeps happening, find that session in pg_stat_activity.")
         err.retryable = True  # Store.transact runs the body again
         return err
     if isinstance(exc, psycopg2.errors.InsufficientPrivilege):
@@ -232,8 +250,9 @@ class Store:
         for attempt in range(1, TRANSACTION_TRIES + 1):
             try:
                 cur = conn.raw.cursor()
-                # One round trip: PostgreSQL runs both statements of one query string in order.
-                cur.execute("BEGIN; SELECT pg_advisory_xact_lock(%s)", (STORE_LOCK,))
+                # One round trip: PostgreSQL runs both statements of one query string in order;
+                # READ COMMITTED whatever the server's default (no serialization failures).
+                cur.execute("BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock(%s)", (STORE_LOCK,))
                 break
             except _RETRY_TRANSACTION as exc:
                 conn.rollback_quietly()
