@@ -73,6 +73,7 @@ POSTGRESQL_FILES = {
     "test_tokens",
     "test_smoke",
     "test_link",
+    "test_safety_args",
 }
 
 # Files that cannot run on PostgreSQL as written, and why (kept out of POSTGRESQL_FILES).
