@@ -74,6 +74,7 @@ POSTGRESQL_FILES = {
     "test_smoke",
     "test_link",
     "test_safety_args",
+    "test_safety_files",
 }
 
 # Files that cannot run on PostgreSQL as written, and why (kept out of POSTGRESQL_FILES).
@@ -101,6 +102,11 @@ SQLITE_ONLY_TESTS = {
     "test_sigkill_leaves_whole_batches_and_a_rerun_completes": "reads the file read-only; PRAGMA integrity_check",
     "test_seen_table_keeps_the_first_line_of_each_hash": "looks in temp.sqlite_master",
     "test_cache_size_round_trip": "PRAGMA cache_size (PostgreSQL has none per client)",
+    # The store file's own mode, owner and symlink (a PostgreSQL store has no file; its key file
+    # and outbox are checked by the other tests of test_safety_files on both engines).
+    "test_a_store_readable_by_others_is_refused_and_init_tightens_it": "modes of the SQLite file, -wal, -shm",
+    "test_a_symlinked_store_is_refused_also_by_init": "a symlinked SQLite file",
+    "test_a_store_of_another_user_is_refused": "the owner of the SQLite file",
 }
 
 PG_SERVER = os.environ.get("B24RECOVER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
