@@ -75,6 +75,7 @@ POSTGRESQL_FILES = {
     "test_link",
     "test_safety_args",
     "test_safety_files",
+    "test_safety_audit",
 }
 
 # Files that cannot run on PostgreSQL as written, and why (kept out of POSTGRESQL_FILES).
