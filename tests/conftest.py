@@ -76,6 +76,7 @@ POSTGRESQL_FILES = {
     "test_safety_args",
     "test_safety_files",
     "test_safety_audit",
+    "test_safety_out",
 }
 
 # Files that cannot run on PostgreSQL as written, and why (kept out of POSTGRESQL_FILES).
