@@ -77,6 +77,7 @@ POSTGRESQL_FILES = {
     "test_safety_files",
     "test_safety_audit",
     "test_safety_out",
+    "test_safety_policy",
 }
 
 # Files that cannot run on PostgreSQL as written, and why (kept out of POSTGRESQL_FILES).
