@@ -78,6 +78,7 @@ POSTGRESQL_FILES = {
     "test_safety_audit",
     "test_safety_out",
     "test_safety_policy",
+    "test_ux_output",
 }
 
 # Files that cannot run on PostgreSQL as written, and why (kept out of POSTGRESQL_FILES).
