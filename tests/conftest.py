@@ -79,6 +79,8 @@ POSTGRESQL_FILES = {
     "test_safety_out",
     "test_safety_policy",
     "test_ux_output",
+    "test_ux_prompts",
+    "test_ux_qr",
 }
 
 # Files that cannot run on PostgreSQL as written, and why (kept out of POSTGRESQL_FILES).
