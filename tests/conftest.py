@@ -81,6 +81,7 @@ POSTGRESQL_FILES = {
     "test_ux_output",
     "test_ux_prompts",
     "test_ux_qr",
+    "test_outbox_sms_id",
 }
 
 # Files that cannot run on PostgreSQL as written, and why (kept out of POSTGRESQL_FILES).
