@@ -82,6 +82,7 @@ POSTGRESQL_FILES = {
     "test_ux_prompts",
     "test_ux_qr",
     "test_outbox_sms_id",
+    "test_outbox_cancel",
 }
 
 # Files that cannot run on PostgreSQL as written, and why (kept out of POSTGRESQL_FILES).
