@@ -335,14 +335,29 @@ class _PgTestConn:
         pass  # as sqlite3: a `with` block ends a transaction, not the connection
 
 
-def connect_db(db_path, rows_by_name: bool = False):
+def connect_db(db_path, rows_by_name: bool = False, autocommit: bool = False):
     """A connection to the test store behind the tool's back: sqlite3, or for a PostgreSQL URL
-    the same calls (`?` placeholders, rows equal to tuples and readable by name) on PostgreSQL."""
+    the same calls (`?` placeholders, rows equal to tuples and readable by name) on PostgreSQL
+    (always in autocommit; `autocommit` gives SQLite's isolation_level=None)."""
     import sqlite3
 
     if str(db_path).startswith("postgresql://"):
         return _PgTestConn(db_path)
-    conn = sqlite3.connect(db_path)
+    conn = sqlite3.connect(db_path, **({"isolation_level": None} if autocommit else {}))
     if rows_by_name:
         conn.row_factory = sqlite3.Row
+    return conn
+
+
+def hold_write_lock(db_path):
+    """A connection holding the store's write lock (as a writing b24recover would) until it
+    executes ROLLBACK: BEGIN IMMEDIATE on SQLite, the store lock on PostgreSQL (store/pg.py)."""
+    conn = connect_db(db_path, autocommit=True)
+    if isinstance(conn, _PgTestConn):
+        from b24recover.store.pg import STORE_LOCK
+
+        conn.execute("BEGIN")
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (STORE_LOCK,))
+    else:
+        conn.execute("BEGIN IMMEDIATE")
     return conn
