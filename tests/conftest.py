@@ -83,6 +83,8 @@ POSTGRESQL_FILES = {
     "test_ux_qr",
     "test_outbox_sms_id",
     "test_outbox_cancel",
+    "test_guessing",
+    "test_enumeration",
 }
 
 # Files that cannot run on PostgreSQL as written, and why (kept out of POSTGRESQL_FILES).
