@@ -85,6 +85,7 @@ POSTGRESQL_FILES = {
     "test_outbox_cancel",
     "test_guessing",
     "test_enumeration",
+    "test_races",
 }
 
 # Files that cannot run on PostgreSQL as written, and why (kept out of POSTGRESQL_FILES).
