@@ -86,6 +86,7 @@ POSTGRESQL_FILES = {
     "test_guessing",
     "test_enumeration",
     "test_races",
+    "test_diagnose_agrees",
 }
 
 # Files that cannot run on PostgreSQL as written, and why (kept out of POSTGRESQL_FILES).
