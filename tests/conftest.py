@@ -87,6 +87,16 @@ POSTGRESQL_FILES = {
     "test_enumeration",
     "test_races",
     "test_diagnose_agrees",
+    "test_bulk",
+    "test_cli_input",
+    "test_passwd",
+    "test_policy",
+    "test_reset",
+    "test_redeem_race",
+    "test_smtp_flow",
+    "test_store_queries",
+    "test_identifiers",
+    "test_hashing",
 }
 
 # Files that cannot run on PostgreSQL as written, and why (kept out of POSTGRESQL_FILES).
