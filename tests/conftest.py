@@ -97,6 +97,10 @@ POSTGRESQL_FILES = {
     "test_store_queries",
     "test_identifiers",
     "test_hashing",
+    "test_safety_logins",
+    "test_ux_hints",
+    "test_diagnose",
+    "test_outbox_claims",
 }
 
 # Files that cannot run on PostgreSQL as written, and why (kept out of POSTGRESQL_FILES).
