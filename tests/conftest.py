@@ -120,7 +120,6 @@ SQLITE_ONLY = {
 # Single tests of files that otherwise run on both engines.
 SQLITE_ONLY_TESTS = {
     "test_policy_show_text_without_a_store": "checks that no store file appears",
-    "test_reset_as_a_real_process_shows_the_password_only_on_stdout": "greps the store's files",
     "test_secrets_never_reach_the_database": "greps the store's files",
     "test_policy_refusal_is_audited_and_keeps_the_control_string": "json_extract in its own query",
     "test_kill_9_leaves_the_store_consistent_and_a_rerun_completes": "PRAGMA integrity_check",
