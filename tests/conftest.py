@@ -55,50 +55,16 @@ def config_path(tmp_path) -> Path:
 
 # ---- the engine under test ----------------------------------------------------------------------
 #
-# A test that uses `db_path` (and so `cli`, `store`, `proc`) in a POSTGRESQL_FILES file runs once
-# per engine (the others on SQLite only): on SQLite
-# with a file under tmp_path, on PostgreSQL with a URL whose database is shared by the session and
-# a schema of its own per test (PGOPTIONS puts it first on the search_path; creating and dropping
-# a schema takes milliseconds, a database ~0.6 s). Without a server on 127.0.0.1 the PostgreSQL
+# Every test that uses `db_path` (and so `cli`, `store`, `proc`) runs once per engine, except the
+# SQLite-only files and tests below (each with the reason): on SQLite with a file under tmp_path,
+# on PostgreSQL with a URL whose database is shared by the session and a schema of its own per
+# test (PGOPTIONS puts it first on the search_path; creating and dropping a schema takes
+# milliseconds, a database ~0.6 s). Without a server on 127.0.0.1 the PostgreSQL
 # runs skip with a one-line reason, and under CI=true they fail instead.
 
-# The test files that run on PostgreSQL too; every other file runs on SQLite only. An allowlist
-# because the features merged after the PostgreSQL store (Bitrix import, portal sync, outbox
-# leases, failure budget, safety checks, operator UX) are not yet verified on PostgreSQL: their
-# tests read the store behind the tool's back with sqlite3 or rely on SQLite behaviour (issue 12
-# continues). Add a file here once it passes with CI=true against a real server.
-POSTGRESQL_FILES = {
-    "test_pgstore",
-    "test_pgstore_race",
-    "test_tokens",
-    "test_smoke",
-    "test_link",
-    "test_token_store",
-    "test_portal_phpser",
-    "test_import",
-    "test_import_update",
-    "test_import_live_bad_rows",
-    "test_import_pacing",
-    "test_bitrix_import",
-    "test_bitrix_schema",
-    "test_purge_rules",
-    "test_portal_sync",
-    "test_writeback_portal",
-    "test_writeback_races",
-    "test_writeback_grants",
-    "test_audit",
-    "test_errors",
-    "test_store",
-    "test_pg_multinode",
-    "test_pg_deadlock",
-    "test_pg_kill9",
-}
 
-# Files that cannot run on PostgreSQL as written, and why (kept out of POSTGRESQL_FILES).
+# Files about SQLite's own behaviour, and why (their PostgreSQL counterparts named).
 SQLITE_ONLY = {
-    # These read or damage the store file behind the tool's back with sqlite3 (rows, PRAGMAs,
-    # sqlite_master, json_extract, file modes); their PostgreSQL runs need those checks
-    # rewritten through the store connection.
     "test_purge_concurrency": "SQLite busy-timeout and WAL behaviour (PostgreSQL: test_pgstore_race)",
 }
 
@@ -109,8 +75,6 @@ SQLITE_ONLY = {
 # Single tests of files that otherwise run on both engines.
 SQLITE_ONLY_TESTS = {
     "test_policy_show_text_without_a_store": "checks that no store file appears",
-    "test_policy_check_with_login_checks_the_history": "finds the key file beside the SQLite file",
-    "test_reset_as_a_real_process_shows_the_password_only_on_stdout": "greps the store's files",
     "test_secrets_never_reach_the_database": "greps the store's files",
     "test_policy_refusal_is_audited_and_keeps_the_control_string": "json_extract in its own query",
     "test_kill_9_leaves_the_store_consistent_and_a_rerun_completes": "PRAGMA integrity_check",
@@ -125,21 +89,25 @@ SQLITE_ONLY_TESTS = {
     "test_random_bytes_are_a_corrupt_store": "damages the store file",
     "test_a_damaged_page_is_a_corrupt_store": "damages a page of the store file",
     "test_wal_and_synchronous_full": "SQLite's journal_mode, synchronous and busy_timeout PRAGMAs",
+    # The store file's own mode, owner and symlink (a PostgreSQL store has no file; its key file
+    # and outbox are checked by the other tests of test_safety_files on both engines).
+    "test_a_store_readable_by_others_is_refused_and_init_tightens_it": "modes of the SQLite file, -wal, -shm",
+    "test_a_symlinked_store_is_refused_also_by_init": "a symlinked SQLite file",
+    "test_a_store_of_another_user_is_refused": "the owner of the SQLite file",
 }
 
 PG_SERVER = os.environ.get("B24RECOVER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def pytest_report_header(config):
-    return ["Test files run on PostgreSQL too: " + ", ".join(sorted(POSTGRESQL_FILES)) + " (the others: SQLite only)",
+    return ["SQLite-only test files: " + ", ".join(sorted(SQLITE_ONLY)),
             "SQLite-only tests: " + (", ".join(sorted(SQLITE_ONLY_TESTS)) or "none")]
 
 
 def pytest_generate_tests(metafunc):
     if "db_path" in metafunc.fixturenames:
         module = metafunc.module.__name__.rpartition(".")[2]
-        only = (module not in POSTGRESQL_FILES or module in SQLITE_ONLY
-                or metafunc.function.__name__ in SQLITE_ONLY_TESTS)
+        only = module in SQLITE_ONLY or metafunc.function.__name__ in SQLITE_ONLY_TESTS
         engines = ["sqlite"] if only else ["sqlite", "postgresql"]
         metafunc.parametrize("engine", engines, indirect=True)
 
@@ -345,14 +313,29 @@ class _PgTestConn:
         pass  # as sqlite3: a `with` block ends a transaction, not the connection
 
 
-def connect_db(db_path, rows_by_name: bool = False):
+def connect_db(db_path, rows_by_name: bool = False, autocommit: bool = False):
     """A connection to the test store behind the tool's back: sqlite3, or for a PostgreSQL URL
-    the same calls (`?` placeholders, rows equal to tuples and readable by name) on PostgreSQL."""
+    the same calls (`?` placeholders, rows equal to tuples and readable by name) on PostgreSQL
+    (always in autocommit; `autocommit` gives SQLite's isolation_level=None)."""
     import sqlite3
 
     if str(db_path).startswith("postgresql://"):
         return _PgTestConn(db_path)
-    conn = sqlite3.connect(db_path)
+    conn = sqlite3.connect(db_path, **({"isolation_level": None} if autocommit else {}))
     if rows_by_name:
         conn.row_factory = sqlite3.Row
+    return conn
+
+
+def hold_write_lock(db_path):
+    """A connection holding the store's write lock (as a writing b24recover would) until it
+    executes ROLLBACK: BEGIN IMMEDIATE on SQLite, the store lock on PostgreSQL (store/pg.py)."""
+    conn = connect_db(db_path, autocommit=True)
+    if isinstance(conn, _PgTestConn):
+        from b24recover.store.pg import STORE_LOCK
+
+        conn.execute("BEGIN")
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (STORE_LOCK,))
+    else:
+        conn.execute("BEGIN IMMEDIATE")
     return conn

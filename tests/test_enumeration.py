@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import sys
 
 import pytest
 
-from conftest import add_user
+from conftest import add_user, connect_db
 from tokenhelp import last_code, outbox_dir, wait_until
 
 PHONE = "+79123456789"
@@ -70,7 +69,7 @@ def test_unknown_logins_are_tracked_keyed_and_audited(store, db_path):
     add_user(store, "anna", "--email", "anna@example.com")
     for n in range(3):
         attempt(store, "redeem" if n % 2 else "check", "nobody", f"{n:06d}")
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     try:
         subjects = {s for (s,) in conn.execute("SELECT subject FROM recovery_failures")}
         events = conn.execute("SELECT action, login, details FROM audit_log"
@@ -104,7 +103,7 @@ def test_token_check_of_an_unknown_login_in_a_real_process(proc):
 # ---- token request ------------------------------------------------------------------------------
 
 def control_strings(db_path) -> int:
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     try:
         return conn.execute("SELECT count(*) FROM control_strings").fetchone()[0]
     finally:
@@ -112,7 +111,7 @@ def control_strings(db_path) -> int:
 
 
 def refusals(db_path) -> list[str]:
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     try:
         return [json.loads(d)["reason"] for (d,) in conn.execute(
             "SELECT details FROM audit_log WHERE action = 'token.request.refused' ORDER BY id")]

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 
 from b24recover.clock import iso
-from conftest import GOOD_PASSWORD, add_user
+from conftest import GOOD_PASSWORD, add_user, connect_db
 from tokenhelp import last_code, link_parts
 
 NEW_PASSWORD = "a brand new passphrase 42"
@@ -44,7 +43,7 @@ def issue_link(cli, login="anna") -> str:
 
 
 def events(db_path, action):
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     try:
         return [json.loads(d) for (d,) in conn.execute(
             "SELECT details FROM audit_log WHERE action = ? ORDER BY id", (action,))]
@@ -57,7 +56,7 @@ def tokens(cli, login="anna"):
 
 
 def password_hash(db_path, login="anna"):
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     try:
         return conn.execute("SELECT password_hash FROM users WHERE login = ?", (login,)).fetchone()[0]
     finally:
@@ -134,7 +133,7 @@ def test_budget_counts_across_codes_channels_and_commands(store, db_path, clock)
     assert len(tokens(store)) == count
     assert events(db_path, "token.request.refused")[-1]["reason"] == "recovery_paused"
     # tries while paused are refused but not counted (they would only prolong the pause)
-    assert sqlite3.connect(db_path).execute("SELECT count(*) FROM recovery_failures").fetchone()[0] == 10
+    assert connect_db(db_path).execute("SELECT count(*) FROM recovery_failures").fetchone()[0] == 10
 
 
 def test_pause_ends_when_the_window_has_passed(store, db_path, clock):
@@ -210,7 +209,7 @@ def test_sms_codes_are_stored_keyed(store, db_path, monkeypatch):
     under another key the very same code does not verify."""
     add_user(store, "anna", "--phone", PHONE)
     code = issue_code(store, db_path)
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     stored, uid = conn.execute("SELECT secret_hash, user_id FROM control_strings").fetchone()
     conn.close()
     bare = [hashlib.sha256(v.encode()).hexdigest() for v in (code, f"code:{uid}:{code}", f"{uid}:{code}")]

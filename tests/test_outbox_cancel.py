@@ -4,7 +4,6 @@ lease mid-send: nothing is lost, nothing is sent twice, and the store says what 
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from smtp_server import Recorder, smtp_server
 
 from b24recover.clock import FixedClock
 from b24recover.store import outbox as outbox_store
-from conftest import ROOT, add_user
+from conftest import ROOT, add_user, connect_db
 from test_outbox_claims import dead_port
 
 
@@ -30,11 +29,13 @@ def smtp_config(config_path, port: int) -> None:
         encoding="utf-8")
 
 
-def only_row(db_path) -> sqlite3.Row:
-    with sqlite3.connect(db_path) as conn:
-        conn.row_factory = sqlite3.Row
+def only_row(db_path):
+    conn = connect_db(db_path, rows_by_name=True)
+    try:
         (row,) = conn.execute("SELECT * FROM outbox").fetchall()
         return row
+    finally:
+        conn.close()
 
 
 class RevokeDuringData(Recorder):
@@ -96,9 +97,13 @@ class TakeOverDuringData(Recorder):
         self.db_path = db_path
 
     async def handle_DATA(self, server, session, envelope):
-        with sqlite3.connect(self.db_path, isolation_level=None) as conn:
+        conn = connect_db(self.db_path)
+        try:
             row = conn.execute("SELECT id, lease_until FROM outbox WHERE status = 'sending'").fetchone()
             assert outbox_store.claim(conn, row[0], owner="99.second", now=row[1], lease=120, host="h")
+            conn.commit()
+        finally:
+            conn.close()
         return await super().handle_DATA(server, session, envelope)
 
 

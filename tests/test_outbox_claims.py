@@ -24,7 +24,7 @@ from smtp_server import Recorder, smtp_server
 from b24recover.clock import FixedClock
 from b24recover.services import outbox as outbox_service
 from b24recover.store import outbox as outbox_store
-from conftest import ROOT
+from conftest import ROOT, connect_db, hold_write_lock
 
 SENDERS = 4
 
@@ -62,10 +62,12 @@ def dead_port():
         yield sock.getsockname()[1]
 
 
-def rows(db_path) -> list[sqlite3.Row]:
-    with sqlite3.connect(db_path) as conn:
-        conn.row_factory = sqlite3.Row
+def rows(db_path) -> list:
+    conn = connect_db(db_path, rows_by_name=True)
+    try:
         return conn.execute("SELECT * FROM outbox ORDER BY id").fetchall()
+    finally:
+        conn.close()
 
 
 def message_ids(server) -> list[str]:
@@ -89,8 +91,9 @@ class Barrier(Recorder):
             self.released = self.released or asyncio.Event()
             self.waiting += 1
             if self.waiting >= self.parties:
-                with sqlite3.connect(self.db_path) as conn:
-                    owners = conn.execute("SELECT lease_owner FROM outbox WHERE status = 'sending'").fetchall()
+                conn = connect_db(self.db_path)
+                owners = conn.execute("SELECT lease_owner FROM outbox WHERE status = 'sending'").fetchall()
+                conn.close()
                 self.claimants_at_release = {int(o.split(".")[0]) for (o,) in owners}
                 self.released.set()
             else:
@@ -113,12 +116,12 @@ def run_senders(db_path, config_path, n: int) -> list[subprocess.Popen]:
 @pytest.mark.parametrize("state", ["failed", "queued"])
 def test_concurrent_senders_deliver_each_message_exactly_once(store, tmp_path, db_path, config_path,
                                                               monkeypatch, state):
-    if state == "queued":
-        # As if each issuing process died right after its commit: the messages stay queued.
-        monkeypatch.setattr(outbox_service, "deliver", lambda ctx, mid: {"status": "queued", "recipient": None,
-                                                                         "error": None})
-    make_messages(store, tmp_path, config_path, 200)
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:  # not monkeypatch.undo(): that would undo PGOPTIONS too
+        if state == "queued":
+            # As if each issuing process died right after its commit: the messages stay queued.
+            patch.setattr(outbox_service, "deliver", lambda ctx, mid: {"status": "queued", "recipient": None,
+                                                                       "error": None})
+        make_messages(store, tmp_path, config_path, 200)
     assert Counter(r["status"] for r in rows(db_path)) == {state: 200}
     handler = Barrier(SENDERS, db_path)
     with smtp_server(handler) as server:
@@ -146,7 +149,7 @@ def test_a_dead_claimants_message_waits_for_its_lease(store, tmp_path, db_path, 
 
     lease = outbox_service.lease_seconds(Ctx(store=None, settings=load_settings(str(config_path), str(db_path))),
                                          "email")
-    with sqlite3.connect(db_path, isolation_level=None) as conn:  # a sender claims it, then dies
+    with connect_db(db_path, autocommit=True) as conn:  # a sender claims it, then dies
         assert outbox_store.claim(conn, msg["id"], owner="4242.dead", now=clock.now(), lease=lease,
                                   host="portal.example.com")
         assert not outbox_store.claim(conn, msg["id"], owner="4343.other", now=clock.now(), lease=lease,
@@ -166,7 +169,7 @@ def test_a_dead_claimants_message_waits_for_its_lease(store, tmp_path, db_path, 
     (after,) = rows(db_path)
     assert after["status"] == "sent" and after["lease_owner"] is None
     assert message_ids(server) == [f"<{after['message_id']}>"]
-    with sqlite3.connect(db_path, isolation_level=None) as conn:  # the dead claimant cannot mark it any more
+    with connect_db(db_path, autocommit=True) as conn:  # the dead claimant cannot mark it any more
         assert not outbox_store.mark_failed(conn, msg["id"], "4242.dead", "late answer")
         assert not outbox_store.mark_sent(conn, msg["id"], "4242.dead", clock.now())
     assert rows(db_path)[0]["status"] == "sent"
@@ -184,8 +187,7 @@ class KillBeforeMark(Recorder):
     async def handle_DATA(self, server, session, envelope):
         await super().handle_DATA(server, session, envelope)
         if self.victim is not None:
-            lock = sqlite3.connect(self.db_path, isolation_level=None)
-            lock.execute("BEGIN IMMEDIATE")
+            lock = hold_write_lock(self.db_path)
             asyncio.get_running_loop().create_task(self._kill_then_unlock(lock, self.victim))
             self.victim = None
         return "250 2.0.0 Ok"
@@ -194,7 +196,7 @@ class KillBeforeMark(Recorder):
         await asyncio.sleep(0.3)  # the sender reads the 250 and waits for the lock to record it
         os.kill(pid, signal.SIGKILL)
         await asyncio.sleep(0.1)
-        lock.rollback()
+        lock.execute("ROLLBACK")
         lock.close()
 
 
@@ -259,7 +261,7 @@ def test_message_id_is_stable_across_retries_and_unique_per_store(store, tmp_pat
     make_messages_in(other, config_path)
     with sqlite3.connect(other / "b24.db") as conn:
         (other_id,) = conn.execute("SELECT message_id FROM outbox").fetchone()
-    with sqlite3.connect(db_path) as conn:
+    with connect_db(db_path) as conn:
         (uid,) = conn.execute("SELECT uid FROM store_identity").fetchone()
     assert other_id.startswith("b24recover.1.") and uid[:16] not in other_id and row["id"] == 1
     assert row["message_id"] == f"b24recover.1.{uid[:16]}@portal.example.com"
@@ -276,12 +278,17 @@ def make_messages_in(folder, config_path) -> None:
         assert done.returncode == expected, done.stderr
 
 
-def test_no_table_references_the_outbox(store, db_path):
+def test_no_table_references_the_outbox(store, engine, db_path):
     # Migration 0004_outbox_sending drops and recreates the outbox with foreign keys on: safe only
     # while no table points at it (a DROP would run that table's ON DELETE actions).
-    with sqlite3.connect(db_path) as conn:
-        tables = [t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        refs = [(t, fk[2]) for t in tables for fk in conn.execute(f"PRAGMA foreign_key_list('{t}')")]
+    with connect_db(db_path) as conn:
+        if engine == "postgresql":
+            refs = [tuple(r) for r in conn.execute(
+                "SELECT conrelid::regclass::text, confrelid::regclass::text FROM pg_constraint"
+                " WHERE contype = 'f' AND connamespace = current_schema()::regnamespace")]
+        else:
+            tables = [t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            refs = [(t, fk[2]) for t in tables for fk in conn.execute(f"PRAGMA foreign_key_list('{t}')")]
     assert [t for t, parent in refs if parent == "outbox"] == []
     assert ("outbox", "users") in refs and ("outbox", "control_strings") in refs
 
@@ -320,7 +327,7 @@ def test_only_the_current_claimant_marks(store, tmp_path, db_path, config_path, 
     make_messages(store, tmp_path, config_path, 1)
     (msg,) = rows(db_path)
     now = clock.now()
-    with sqlite3.connect(db_path, isolation_level=None) as conn:
+    with connect_db(db_path, autocommit=True) as conn:
         assert outbox_store.claim(conn, msg["id"], owner="1.slow", now=now, lease=120, host="h")
         assert outbox_store.claim(conn, msg["id"], owner="2.next", now=now + 120, lease=120, host="h")
         assert not outbox_store.mark_sent(conn, msg["id"], "1.slow", now + 130)
@@ -336,7 +343,7 @@ def test_only_the_current_claimant_marks(store, tmp_path, db_path, config_path, 
 def test_diagnose_and_list_show_a_claimed_message(store, tmp_path, db_path, config_path, clock, monkeypatch):
     make_messages(store, tmp_path, config_path, 1)
     (msg,) = rows(db_path)
-    with sqlite3.connect(db_path, isolation_level=None) as conn:
+    with connect_db(db_path, autocommit=True) as conn:
         assert outbox_store.claim(conn, msg["id"], owner="4242.dead", now=clock.now(), lease=120, host="h")
     findings = store("diagnose", "user000", "--json").json["findings"]
     (delivery,) = [f for f in findings if f["code"].startswith("delivery_")]
@@ -354,12 +361,12 @@ def test_diagnose_and_list_show_a_claimed_message(store, tmp_path, db_path, conf
 def test_purge_keeps_the_control_string_of_a_message_being_sent(store, tmp_path, db_path, config_path, clock):
     make_messages(store, tmp_path, config_path, 1)
     (msg,) = rows(db_path)
-    with sqlite3.connect(db_path, isolation_level=None) as conn:
+    with connect_db(db_path, autocommit=True) as conn:
         assert outbox_store.claim(conn, msg["id"], owner="4242.dead", now=clock.now(), lease=120, host="h")
     assert store("token", "revoke", "user000").exit_code == 0  # ends the control string; the message stays
     clock.advance(40 * 86400)
     r = store("audit", "tokens", "--purge", "--json")
     assert r.exit_code == 0 and r.json["held"] == 1
-    with sqlite3.connect(db_path) as conn:
+    with connect_db(db_path) as conn:
         assert conn.execute("SELECT count(*) FROM control_strings").fetchone() == (1,)
     assert rows(db_path)[0]["status"] == "sending"

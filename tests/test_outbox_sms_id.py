@@ -4,7 +4,6 @@ or `http` gateway, and the minimal environment of the `command` program (SPEC §
 from __future__ import annotations
 
 import json
-import sqlite3
 import sys
 from pathlib import Path
 
@@ -13,14 +12,14 @@ from test_delivery import http_gateway, sms_settings
 from tokenhelp import outbox_dir, sms_parts
 
 from b24recover.delivery.sms import send_sms
-from conftest import GOOD_PASSWORD, add_user
+from conftest import GOOD_PASSWORD, add_user, connect_db
 
 PHONE = "+79123456789"
 NEW_PASSWORD = "a brand new passphrase 42"
 
 
 def stored_ids(db_path) -> list[str]:
-    with sqlite3.connect(db_path) as conn:
+    with connect_db(db_path) as conn:
         return [m for (m,) in conn.execute("SELECT message_id FROM outbox ORDER BY id")]
 
 

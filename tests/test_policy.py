@@ -10,6 +10,7 @@ import string
 import pytest
 
 from conftest import GOOD_PASSWORD, add_user
+from tokenhelp import beside_store
 
 from b24recover.config import PolicySettings, load_settings
 from b24recover.errors import B24Error, ExitCode
@@ -490,8 +491,8 @@ def test_policy_check_with_login_checks_the_history(store, db_path):
     from b24recover.store.keyfile import load_key
 
     add_user(store, "anna")
-    key = load_key(db_path.parent / (db_path.name + ".key"))
-    db = open_store(db_path)
+    key = load_key(beside_store(db_path, ".key"))
+    db = open_store(db_path)  # either engine's store
     try:
         with db.write() as conn:
             row = conn.execute("SELECT id FROM users WHERE login = 'anna'").fetchone()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from pathlib import Path
 
 import pytest
 
@@ -16,7 +15,7 @@ from b24recover.services import admin
 from b24recover.services.context import Ctx
 from b24recover.services.passwords import verify_password
 from b24recover.services.policy import violations
-from tokenhelp import outbox_dir
+from tokenhelp import beside_store, outbox_dir
 
 NEW = "the admin chose this one 77"
 
@@ -223,7 +222,7 @@ def test_social_only_account_gets_its_first_password(store, db_path):
     assert store("user", "show", "vk7", "--json").json["has_password"] is True
 
 
-def test_reset_as_a_real_process_shows_the_password_only_on_stdout(store, proc, db_path):
+def test_reset_as_a_real_process_shows_the_password_only_on_stdout(store, proc, engine, db_path):
     add_user(store, "anna", "--email", "anna@example.com")
     r = proc("reset", "anna", "--generate", "--temporary")
     assert r.exit_code == 0, r.stderr
@@ -231,7 +230,9 @@ def test_reset_as_a_real_process_shows_the_password_only_on_stdout(store, proc, 
     assert len(password) >= 20 and password not in r.stderr
     assert verify_password(password, row(db_path)["password_hash"])
     assert password not in everything_stored(db_path)
-    # not in any file at all: database, WAL, key file, config, outbox
-    files = [p for p in Path(db_path).parent.rglob("*") if p.is_file()]
-    assert any(p.name.endswith("-wal") or p.suffix == ".db" for p in files)
+    # not in any file at all: database, WAL (SQLite), key file, config, outbox
+    files = [p for p in beside_store(db_path, "").parent.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".key" for p in files)
+    if engine == "sqlite":
+        assert any(p.name.endswith("-wal") or p.suffix == ".db" for p in files)
     assert not any(password.encode() in p.read_bytes() for p in files)

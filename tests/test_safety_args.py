@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 
 import pytest
 
-from conftest import ROOT, add_user
+from conftest import ROOT, add_user, connect_db
 
 BAD = b"\xff\xfeanna"  # not UTF-8: Python hands it over as surrogate escapes
 
@@ -37,7 +36,7 @@ def populated(store):
 
 
 def events(db_path) -> int:
-    return sqlite3.connect(db_path).execute("SELECT count(*) FROM audit_log").fetchone()[0]
+    return connect_db(db_path).execute("SELECT count(*) FROM audit_log").fetchone()[0]
 
 
 COMMANDS = [
@@ -64,7 +63,7 @@ def test_undecodable_arguments_are_invalid_input_and_change_nothing(populated, d
     assert error_of(err)["code"] == "invalid_input" and "UTF-8" in error_of(err)["message"]
     assert "Traceback" not in err and out == ""
     assert events(db_path) == before
-    assert sqlite3.connect(db_path).execute("SELECT name FROM users WHERE login = 'anna'").fetchone() == ("",)
+    assert connect_db(db_path).execute("SELECT name FROM users WHERE login = 'anna'").fetchone() == ("",)
 
 
 @pytest.mark.parametrize("typer_path", [False, True], ids=["fast-path", "typer"])
@@ -94,7 +93,7 @@ def test_token_request_answers_the_same_as_for_anyone(populated, db_path, config
     assert bad[0] == nobody[0] == 0, bad[2]
     assert bad[1] == nobody[1] and json.loads(bad[1])["status"] == "accepted"
     assert bad[2] == nobody[2] == ""
-    refused = sqlite3.connect(db_path).execute(
+    refused = connect_db(db_path).execute(
         "SELECT details FROM audit_log WHERE action = 'token.request.refused' ORDER BY id").fetchall()
     assert len(refused) == 2 and "\\udc" not in refused[0][0]
 

@@ -11,16 +11,16 @@ import socket
 import sqlite3
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, add_user
+from conftest import ROOT, add_user, connect_db
 from tamper import tamper
+from tokenhelp import beside_store
 
 
 def rows(db_path, sql, params=()):
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     try:
         return conn.execute(sql, params).fetchall()
     finally:
@@ -85,7 +85,7 @@ def test_a_deleted_head_is_found_and_stays_found(trail, db_path):
 
 
 def test_another_key_does_not_verify_the_head(trail, db_path):
-    Path(str(db_path) + ".key").write_text("f" * 64 + "\n")
+    beside_store(db_path, ".key").write_text("f" * 64 + "\n")
     r, result = verify(trail)
     assert r.exit_code == 10 and "does not match the key file" in result["broken"]["reason"]
 

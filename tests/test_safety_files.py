@@ -14,13 +14,22 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, add_user
+from conftest import ROOT, add_user, connect_db
+from tokenhelp import beside_store
 
 NOBODY = 65534
 
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def key_path(db_path) -> Path:
+    return beside_store(db_path, ".key")
+
+
+def outbox_path(db_path) -> Path:
+    return beside_store(db_path, ".outbox")
 
 
 def run_umask(umask: int, db_path, config_path, *args, input: bytes = b""):
@@ -31,12 +40,13 @@ def run_umask(umask: int, db_path, config_path, *args, input: bytes = b""):
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o000], ids=["umask022", "umask000"])
-def test_everything_created_is_private_under_a_permissive_umask(db_path, config_path, tmp_path, umask):
+def test_everything_created_is_private_under_a_permissive_umask(engine, db_path, config_path, tmp_path, umask):
     init = run_umask(umask, db_path, config_path, "init")
     assert init.returncode == 0, init.stderr
-    outbox = Path(str(db_path) + ".outbox")
-    assert mode(db_path) == 0o600
-    assert mode(Path(str(db_path) + ".key")) == 0o600
+    outbox = outbox_path(db_path)
+    if engine == "sqlite":  # a PostgreSQL store has no file of its own here
+        assert mode(db_path) == 0o600
+    assert mode(key_path(db_path)) == 0o600
     for folder in (outbox, outbox / "mail", outbox / "sms", outbox / "mail" / "new"):
         assert mode(folder) == 0o700, folder
     added = run_umask(umask, db_path, config_path, "user", "add", "anna", "--email", "anna@example.com",
@@ -59,7 +69,7 @@ def test_outbox_folders_made_by_a_delivery_are_private(store, db_path, umask):
     permissive umask: mkdir(parents=True) used to leave the root and mail/ at 0755."""
     import shutil
 
-    outbox = Path(str(db_path) + ".outbox")
+    outbox = outbox_path(db_path)
     shutil.rmtree(outbox)
     add_user(store, "anna", "--email", "anna@example.com", "--phone", "+79123456789")
     old = os.umask(umask)
@@ -78,14 +88,6 @@ def test_outbox_folders_made_by_a_delivery_are_private(store, db_path, umask):
 def ready(store, db_path):
     add_user(store, "anna", "--email", "anna@example.com")
     return store
-
-
-def key_path(db_path) -> Path:
-    return Path(str(db_path) + ".key")
-
-
-def outbox_path(db_path) -> Path:
-    return Path(str(db_path) + ".outbox")
 
 
 @pytest.mark.parametrize("suffix", ["", "-wal", "-shm"])
@@ -150,9 +152,7 @@ def test_a_symlinked_outbox_is_refused_before_anything_is_written(ready, db_path
     r = ready("token", "issue", "anna", "--via", "email", "--json")
     assert r.exit_code == 5 and r.error["code"] == "unsafe_file" and "symbolic link" in r.error["message"]
     assert not [p for p in elsewhere.rglob("*") if p.is_file()]
-    import sqlite3
-
-    assert sqlite3.connect(db_path).execute("SELECT count(*) FROM control_strings").fetchone()[0] == 0
+    assert connect_db(db_path).execute("SELECT count(*) FROM control_strings").fetchone()[0] == 0
     assert ready("init", "--json").exit_code == 5
 
 

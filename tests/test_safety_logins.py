@@ -9,7 +9,7 @@ import unicodedata
 
 import pytest
 
-from conftest import add_user
+from conftest import add_user, connect_db
 
 
 def login_skeleton(text: str) -> str:
@@ -21,7 +21,7 @@ CYRILLIC_A = "\u0430"
 
 
 def users(db_path) -> dict:
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     conn.row_factory = sqlite3.Row
     return {r["login"]: dict(r) for r in conn.execute("SELECT * FROM users")}
 
@@ -103,7 +103,7 @@ def test_import_skip_mode_skips_look_alikes(anna, db_path, tmp_path):
 
 def test_the_skeleton_is_stored_and_init_fills_older_rows(anna, db_path):
     assert users(db_path)["anna"]["login_skeleton"] == login_skeleton("anna") == "anna"
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     conn.execute("UPDATE users SET login_skeleton = NULL")  # as a store from before the rule
     conn.commit()
     assert anna("init").exit_code == 0

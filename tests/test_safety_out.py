@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -15,13 +14,13 @@ import sys
 import pytest
 
 from b24recover.services.passwords import verify_password
-from conftest import GOOD_PASSWORD, ROOT, add_user
+from conftest import GOOD_PASSWORD, ROOT, add_user, connect_db
 
 NOBODY = 65534
 
 
 def hashes(db_path) -> dict:
-    return dict(sqlite3.connect(db_path).execute("SELECT login, password_hash FROM users"))
+    return dict(connect_db(db_path).execute("SELECT login, password_hash FROM users"))
 
 
 def read_out(path) -> list[list[str]]:
@@ -51,7 +50,7 @@ def test_another_users_private_file_is_not_written_into(people, db_path, tmp_pat
     r = bulk(people, out, "anna\n")
     assert r.exit_code == 5 and r.error["code"] == "invalid_input"
     assert out.read_text() == "their,data\n" and hashes(db_path) == before
-    assert sqlite3.connect(db_path).execute("SELECT count(*) FROM bulk_jobs").fetchone()[0] == 0
+    assert connect_db(db_path).execute("SELECT count(*) FROM bulk_jobs").fetchone()[0] == 0
 
 
 def test_a_dangling_symlink_is_not_followed(people, db_path, tmp_path):
@@ -68,7 +67,7 @@ def test_a_resumed_job_reopens_its_own_file_and_no_other(people, db_path, tmp_pa
     first = bulk(people, out, "anna\nghost\n")  # ghost fails: the job stays open for a re-run
     assert first.exit_code == 3 and first.json["done"] == 1
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
-    dev, ino = sqlite3.connect(db_path).execute("SELECT out_dev, out_ino FROM bulk_jobs").fetchone()
+    dev, ino = connect_db(db_path).execute("SELECT out_dev, out_ino FROM bulk_jobs").fetchone()
     assert (dev, ino) == (out.stat().st_dev, out.stat().st_ino)
 
     add_user(people, "ghost")
@@ -172,5 +171,5 @@ def test_nothing_is_reset_when_the_out_file_is_refused(people, db_path, tmp_path
     r = bulk(people, out, "anna\nboris\n")
     assert r.exit_code == 5
     assert verify_password(GOOD_PASSWORD, hashes(db_path)["anna"])
-    audit = sqlite3.connect(db_path).execute("SELECT count(*) FROM audit_log WHERE action = 'bulk.reset'")
+    audit = connect_db(db_path).execute("SELECT count(*) FROM audit_log WHERE action = 'bulk.reset'")
     assert audit.fetchone()[0] == 0

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 
 import pytest
 
-from conftest import add_user
+from conftest import add_user, connect_db
 from ux_pty import pty_run
 
 MARKUP = "[link=https://evil.example/reset]Click to reset[/link]"
@@ -23,7 +22,7 @@ OUR_SGR = re.compile(r"\x1b\[(?:0|1|31)m")
 def hostile(store, db_path):
     """An account whose name came into the store from elsewhere (an older version, a portal)."""
     add_user(store, "mallory", "--email", "mallory.very.long.address@example-company.com")
-    conn = sqlite3.connect(db_path)
+    conn = connect_db(db_path)
     conn.execute("UPDATE users SET name = ?, last_name = ? WHERE login = 'mallory'", (MARKUP, HOSTILE_LAST))
     conn.commit()
     conn.close()
@@ -71,11 +70,11 @@ def test_no_color_and_colour_for_blocked(store, db_path, config_path, tmp_path):
 
 def _many(store, db_path, n):
     add_user(store, "seed", "--email", "seed@example.com")
-    conn = sqlite3.connect(db_path)
-    row = conn.execute("SELECT * FROM users WHERE login = 'seed'").fetchone()
-    cols = [d[0] for d in conn.execute("SELECT * FROM users").description]
+    conn = connect_db(db_path, rows_by_name=True)
+    seed = dict(conn.execute("SELECT * FROM users WHERE login = 'seed'").fetchone())
+    del seed["id"]  # the store numbers each copy
     for i in range(n):
-        values = dict(zip(cols, row), id=None, login=f"user{i:03d}", login_key=f"user{i:03d}",
+        values = dict(seed, login=f"user{i:03d}", login_key=f"user{i:03d}",
                       email=f"user{i:03d}@example.com", email_key=f"user{i:03d}@example.com", name="Common")
         conn.execute(f"INSERT INTO users ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
                      list(values.values()))

@@ -4,9 +4,8 @@ confirmation."""
 from __future__ import annotations
 
 import json
-import sqlite3
 
-from conftest import GOOD_PASSWORD, add_user
+from conftest import GOOD_PASSWORD, add_user, connect_db
 from ux_pty import pty_run
 
 NEW = b"New password: "
@@ -72,7 +71,7 @@ def test_redeem_json_on_a_terminal_does_not_claim_there_is_no_terminal(store, db
 
 
 def _must_change(db_path, login):
-    return sqlite3.connect(db_path).execute("SELECT must_change_password FROM users WHERE login = ?",
+    return connect_db(db_path).execute("SELECT must_change_password FROM users WHERE login = ?",
                                             (login,)).fetchone()[0]
 
 

@@ -11,8 +11,14 @@ from urllib.parse import parse_qs, urlsplit
 LINK = re.compile(r"https?://\S+USER_CHECKWORD=\S+")
 
 
+def beside_store(db_path: Path, suffix: str) -> Path:
+    """The store's local file with this suffix (".key", ".outbox"): after the SQLite file, or for
+    a PostgreSQL URL after its `local_base` (see conftest.PgTestURL)."""
+    return Path(getattr(db_path, "local_base", str(db_path)) + suffix)
+
+
 def outbox_dir(db_path: Path) -> Path:
-    return Path(getattr(db_path, "local_base", str(db_path)) + ".outbox")  # a PostgreSQL URL: see conftest
+    return beside_store(db_path, ".outbox")
 
 
 _OUTBOX_ID = re.compile(r"<b24recover\.(\d+)\.")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import B24Error
 from ..private_files import check as check_private
+from .commit_hooks import AfterCommit
 from .schema import SCHEMA_VERSION
 
 BUSY_TIMEOUT_MS = int(os.environ.get("B24RECOVER_BUSY_TIMEOUT_MS", "10000"))
@@ -76,7 +77,7 @@ def translate_any(exc: BaseException, db) -> B24Error:
     return pg_translate(exc, safe_name(db))
 
 
-class Store:
+class Store(AfterCommit):
     """The SQLite store. store/pg.py has the same interface for PostgreSQL."""
 
     engine = "sqlite"
@@ -89,18 +90,6 @@ class Store:
         self.path = path
         self._on_commit: list = []
 
-    def on_commit(self, call) -> None:
-        """Run `call` once the current write transaction has committed (never if it rolls back)."""
-        self._on_commit.append(call)
-
-    def _after_commit(self) -> None:
-        calls, self._on_commit = self._on_commit, []
-        for call in calls:
-            try:
-                call()
-            except Exception:  # a copy elsewhere (syslog) never undoes or fails what committed
-                pass
-
     @contextmanager
     def write(self):
         """One write transaction, begun IMMEDIATE so the write lock is taken up front."""
@@ -111,7 +100,7 @@ class Store:
         try:
             yield self.conn
         except BaseException:
-            self._on_commit = []
+            self._forget_commit_calls()
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             raise
@@ -119,7 +108,7 @@ class Store:
             try:
                 self.conn.execute("COMMIT")
             except sqlite3.OperationalError as exc:
-                self._on_commit = []
+                self._forget_commit_calls()
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")
                 raise translate(exc, self.path) from None

@@ -35,6 +35,7 @@ import time
 from contextlib import contextmanager
 
 from ..errors import B24Error
+from .commit_hooks import AfterCommit
 from .url import StoreURL
 
 
@@ -230,7 +231,7 @@ class Connection:
         self.raw.close()
 
 
-class Store:
+class Store(AfterCommit):
     """The PostgreSQL store: same methods as store.db.Store."""
 
     engine = "postgresql"
@@ -240,6 +241,7 @@ class Store:
 
     def __init__(self, conn: Connection, path: StoreURL):
         self.conn, self.path = conn, path
+        self._on_commit: list = []
 
     @contextmanager
     def write(self):
@@ -265,14 +267,17 @@ class Store:
         try:
             yield conn
         except BaseException:
+            self._forget_commit_calls()
             conn.rollback_quietly()
             raise
         else:
             try:
                 conn.raw.cursor().execute("COMMIT")
             except psycopg2.Error as exc:
+                self._forget_commit_calls()
                 conn.rollback_quietly()
                 raise translate(exc, self.path) from None
+            self._after_commit()
 
     def transact(self, body, tries: int = TRANSACTION_TRIES):
         """Run body(conn) in write(), again from the start after a serialization failure or a

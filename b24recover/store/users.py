@@ -58,7 +58,8 @@ def by_login_skeleton(conn, skeleton: str, exclude_id: int | None = None, extern
     """An account other than exclude_id whose login looks like this one (TR39 skeleton), within
     the same directory (SPEC §4: logins are unique per login and external id)."""
     return conn.execute(
-        "SELECT * FROM users WHERE login_skeleton = :skeleton AND id IS NOT :exclude"
+        # id <> coalesce(..., 0), not `IS NOT :exclude`, which PostgreSQL accepts only before NULL
+        "SELECT * FROM users WHERE login_skeleton = :skeleton AND id <> coalesce(:exclude, 0)"
         " AND coalesce(external, '') = coalesce(:external, '') ORDER BY id LIMIT 1",
         {"skeleton": skeleton, "exclude": exclude_id, "external": external},
     ).fetchone()
