@@ -82,7 +82,7 @@ def test_a_resumed_job_reopens_its_own_file_and_no_other(people, db_path, tmp_pa
 def test_a_replaced_file_is_refused_even_for_its_job(people, db_path, tmp_path):
     out = tmp_path / "pw.csv"
     assert bulk(people, out, "anna\nghost\n").exit_code == 3
-    out.unlink()
+    out.rename(tmp_path / "moved.csv")  # kept, so the planted file cannot reuse its inode number
     out.write_text("planted\n")  # the same name, another file (another inode)
     out.chmod(0o600)
     before = hashes(db_path)

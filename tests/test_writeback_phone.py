@@ -8,8 +8,8 @@ here, and passlib's sha512_crypt over the charset's bytes.
 
 from __future__ import annotations
 
-import sqlite3
 
+from conftest import connect_db
 from passlib.hash import sha512_crypt
 
 from test_writeback_portal import (NEW_PASSWORD, add, b_user, configure, count, portal, refused_port,  # noqa: F401
@@ -25,7 +25,7 @@ def phone_rows(db, user_id: int) -> list[tuple]:
 
 
 def writes(db_path) -> int:
-    return sqlite3.connect(db_path).execute("SELECT count(*) FROM portal_writes").fetchone()[0]
+    return connect_db(db_path).execute("SELECT count(*) FROM portal_writes").fetchone()[0]
 
 
 def test_confirmed_link_phone_writes_a_confirmed_row_update_replaces_it_and_clear_deletes_it(cli, portal, synced,
@@ -91,7 +91,7 @@ def test_a_number_taken_while_queued_fails_with_the_reason_not_a_driver_error(cl
     configure(config_path, portal)
     pushed = cli("portal", "push", "--json")
     assert pushed.exit_code == 9 and pushed.error["code"] == "portal_write_failed"
-    [(error,)] = sqlite3.connect(db_path).execute("SELECT error FROM portal_writes WHERE status = 'failed'").fetchall()
+    [(error,)] = connect_db(db_path).execute("SELECT error FROM portal_writes WHERE status = 'failed'").fetchall()
     assert f"user ID {other} already has the sign-in number {PHONE}" in error
     assert "duplicate" not in error.lower()
     assert phone_rows(portal, pid) == [] and phone_rows(portal, other) == [(PHONE, "Y")]

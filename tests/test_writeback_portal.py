@@ -163,7 +163,7 @@ class PortalAtDelivery(Recorder):
 
 
 def outbox_statuses(db_path) -> list[str]:
-    return [r[0] for r in sqlite3.connect(db_path).execute("SELECT status FROM outbox ORDER BY id")]
+    return [r[0] for r in connect_db(db_path).execute("SELECT status FROM outbox ORDER BY id")]
 
 
 def test_token_request_in_a_process_writes_the_checkword_before_the_message_goes(proc, portal, synced,
@@ -189,7 +189,7 @@ def test_token_request_in_a_process_with_the_portal_down_queues_the_checkword_fo
     configure(config_path, portal, dsn=portal.dsn.replace(f":{portal.port}/", f":{refused_port()}/"))
     answered = proc("token", "request", "ivan", "--json")
     assert answered.exit_code == 0, answered.stderr
-    con = sqlite3.connect(db_path)
+    con = connect_db(db_path)
     wait_until(lambda: con.execute("SELECT status FROM portal_writes").fetchall() == [("failed",)],
                "the checkword write was never tried")
     wait_until(lambda: outbox_statuses(db_path) == ["sent"], "the message was never delivered")
@@ -287,7 +287,7 @@ def test_dry_run_prints_the_statements_masked_and_changes_nothing(cli, portal, s
 
 
 def test_dry_runs_of_request_link_and_add_change_nothing_and_tell_no_account_apart(cli, portal, synced, db_path):
-    con = sqlite3.connect(db_path)
+    con = connect_db(db_path)
     tables = ("users", "control_strings", "outbox", "audit_log", "portal_writes", "pending_addresses")
     before = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
     portal_before = b_user(portal, synced)
