@@ -4,7 +4,6 @@ other nodes issue and redeem."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -14,8 +13,8 @@ import time
 from collections import Counter
 
 import pytest
-from smtp_server import Recorder, smtp_server
-from test_outbox_claims import SENDERS, make_messages, message_ids, run_senders, write_config
+from smtp_server import smtp_server
+from test_outbox_claims import SENDERS, Barrier, make_messages, message_ids, run_senders, write_config
 
 from b24recover.clock import FixedClock
 from conftest import ROOT, add_user, connect_db
@@ -43,39 +42,11 @@ def outbox_rows(db_path) -> list:
         conn.close()
 
 
-class AllInData(Recorder):
-    """Holds each delivery at DATA until `parties` senders are inside DATA at once, and records
-    which senders held a claim at that instant (the store's lease column, read over PostgreSQL)."""
-
-    def __init__(self, parties: int, db_path):
-        super().__init__()
-        self.parties, self.db_path = parties, db_path
-        self.waiting = 0
-        self.claimants_at_release: set[int] | None = None
-        self.released: asyncio.Event | None = None
-
-    async def handle_DATA(self, server, session, envelope):
-        if self.claimants_at_release is None:
-            self.released = self.released or asyncio.Event()
-            self.waiting += 1
-            if self.waiting >= self.parties:
-                owners = [r["lease_owner"] for r in outbox_rows(self.db_path) if r["status"] == "sending"]
-                self.claimants_at_release = {int(o.split(".")[0]) for o in owners}
-                self.released.set()
-            else:
-                try:
-                    await asyncio.wait_for(self.released.wait(), 20)  # below the senders' smtp_timeout
-                except asyncio.TimeoutError:  # never all at once: the overlap assertion fails
-                    self.claimants_at_release = self.claimants_at_release or set()
-                    self.released.set()
-        return await super().handle_DATA(server, session, envelope)
-
-
 def test_four_senders_on_postgresql_deliver_each_message_exactly_once(pg_only, store, tmp_path, db_path,
                                                                      config_path):
     make_messages(store, tmp_path, config_path, 120)
     assert Counter(r["status"] for r in outbox_rows(db_path)) == {"failed": 120}
-    handler = AllInData(SENDERS, db_path)
+    handler = Barrier(SENDERS, db_path)
     with smtp_server(handler) as server:
         write_config(config_path, server.port)
         senders = run_senders(db_path, config_path, SENDERS)
