@@ -56,6 +56,18 @@ def bulk_cs(cli, source, *extra, input=None):
     return cli("bulk", "reset", str(source), "--mode", "control-string", "--json", *extra, input=input)
 
 
+def assert_done_or_untouched(users: dict, written: dict, logins, done) -> None:
+    """After a kill: each account the job committed has the password its --out file holds (and
+    must change it); every other account is untouched, whatever the file may say."""
+    for login in logins:
+        if login in done:
+            assert users[login]["must_change_password"] == 1
+            assert verify_password(written[login], users[login]["password_hash"])
+        else:
+            assert users[login]["must_change_password"] == 0
+            assert verify_password(GOOD_PASSWORD, users[login]["password_hash"])
+
+
 def audit(db_path, action):
     conn = connect_db(db_path)
     return [(login, json.loads(d)) for login, d in
@@ -412,13 +424,7 @@ def test_kill_9_leaves_the_store_consistent_and_a_rerun_completes(store, db_path
     assert 8 <= len(done) < len(logins)
     users = users_table(db_path)
     written = last_password(out)
-    for login in logins:
-        if login in done:  # committed: must_change set and the file has its password
-            assert users[login]["must_change_password"] == 1
-            assert verify_password(written[login], users[login]["password_hash"])
-        else:  # not committed: untouched, whatever the file may say
-            assert users[login]["must_change_password"] == 0
-            assert verify_password(GOOD_PASSWORD, users[login]["password_hash"])
+    assert_done_or_untouched(users, written, logins, done)
     hashes_before = {login: users[login]["password_hash"] for login in done}
 
     done_proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, timeout=300)

@@ -15,14 +15,14 @@ import time
 import uuid
 
 import pytest
-from test_bulk import audit, last_password, users_table
+from test_bulk import assert_done_or_untouched, audit, last_password, users_table
 from test_import import HEADER, _helpers_alive, write
 from test_pg_multinode import pg_query, pg_seed
 
 from b24recover.clock import SystemClock
 from b24recover.services import bulk
 from b24recover.services.passwords import verify_password
-from conftest import GOOD_PASSWORD, ROOT, add_user
+from conftest import ROOT, add_user
 
 KILLS = 3
 
@@ -180,14 +180,9 @@ def test_bulk_reset_killed_again_and_again_resets_each_account_once(pg_only, sto
         assert start + 8 <= len(done) < len(logins)
         users = users_table(db_path)
         written = last_password(out)
-        for login in logins:
-            if login in done:  # committed: must_change set and the file has its password
-                assert users[login]["must_change_password"] == 1
-                assert verify_password(written[login], users[login]["password_hash"])
-                first_hashes.setdefault(login, users[login]["password_hash"])
-            else:  # not committed: untouched, whatever the file may say
-                assert users[login]["must_change_password"] == 0
-                assert verify_password(GOOD_PASSWORD, users[login]["password_hash"])
+        assert_done_or_untouched(users, written, logins, done)
+        for login in done:
+            first_hashes.setdefault(login, users[login]["password_hash"])
         assert {login: users[login]["password_hash"] for login in first_hashes} == first_hashes
     last = subprocess.run(argv, cwd=ROOT, env=child_env(), capture_output=True, timeout=300)
     assert last.returncode == 0, last.stderr.decode()
